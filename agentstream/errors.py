@@ -1,0 +1,286 @@
+"""Errors raised by agentstream.
+
+Every error derives from :class:`AgentStreamError`. Errors that come from an
+HTTP answer derive from :class:`APIError` and carry the status, the server's
+error ``code``, ``message`` and ``details``, and the response headers. Nothing
+here ever holds or prints the API key: headers kept on an error are the
+*response* headers, never the request's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, Optional
+
+__all__ = [
+    "APIError",
+    "AgentStreamError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "ConnectionLostError",
+    "ContentTypeError",
+    "CursorExpiredError",
+    "EventTooLargeError",
+    "InsufficientScopeError",
+    "InvalidEventError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RedirectError",
+    "RetryBudgetExhaustedError",
+    "ServerError",
+    "StreamError",
+    "error_for_response",
+    "parse_retry_after",
+]
+
+
+class AgentStreamError(Exception):
+    """Root of every error agentstream raises."""
+
+
+class StreamError(AgentStreamError):
+    """A problem with the event stream itself rather than with one HTTP answer."""
+
+
+class ConnectionLostError(StreamError, ConnectionError):
+    """The connection dropped or could not be made (network error, timeout, EOF).
+
+    Streams retry these by themselves; one reaches the caller only as the
+    ``last_error`` of :class:`RetryBudgetExhaustedError`, or on a happening.
+    """
+
+
+class RetryBudgetExhaustedError(StreamError):
+    """The stream gave up reconnecting: the retry budget is spent.
+
+    ``last_error`` is the failure that used up the budget; ``attempts`` is how
+    many consecutive attempts failed.
+    """
+
+    def __init__(self, message: str, *, last_error: BaseException, attempts: int) -> None:
+        super().__init__(message)
+        self.last_error = last_error
+        self.attempts = attempts
+
+
+class EventTooLargeError(StreamError, ValueError):
+    """An event grew past the configured ``max_event_size`` (in bytes).
+
+    The stream stops: reconnecting would receive the same event again. Raise
+    the limit if such events are legitimate.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"event exceeds max_event_size: at least {size} bytes received, limit is "
+            f"{limit} bytes; raise max_event_size if events this large are expected"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class InvalidEventError(StreamError, ValueError):
+    """An event could not be understood (not JSON, or missing ``id``/``type``).
+
+    Reported, never allowed to end the stream. ``raw`` is the event's data.
+    """
+
+    def __init__(self, message: str, *, raw: str, event_id: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.raw = raw
+        self.event_id = event_id
+
+
+class APIError(AgentStreamError):
+    """An HTTP answer that is not a success.
+
+    Attributes: ``status`` (HTTP status code), ``code`` (the server's error
+    code, or a generic one derived from the status when the body is not the
+    agentstream JSON error shape), ``message``, ``details`` (dict) and
+    ``headers`` (the response headers).
+    """
+
+    default_code = "http_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: Optional[str] = None,
+        details: Optional[Mapping[str, Any]] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or self.default_code
+        self.message = message
+        self.details: dict[str, Any] = dict(details or {})
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status} {self.code}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status}, code={self.code!r})"
+
+
+class StreamHTTPError(APIError, StreamError):
+    """Base for stream-only HTTP problems (bad content type, broken redirect)."""
+
+
+class ContentTypeError(StreamHTTPError):
+    """The server answered 200 with a Content-Type other than ``text/event-stream``.
+
+    Usually the URL points at something that is not an SSE endpoint (an HTML
+    login page from a proxy, a JSON API). Not retried.
+    """
+
+    default_code = "bad_content_type"
+
+
+class RedirectError(StreamHTTPError):
+    """The server answered with a redirect that cannot be followed (no ``Location``)."""
+
+    default_code = "bad_redirect"
+
+
+class BadRequestError(APIError, ValueError):
+    """400: the request was invalid (for example an unknown cursor)."""
+
+    default_code = "bad_request"
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing or not valid."""
+
+    default_code = "unauthenticated"
+
+
+class PermissionDeniedError(APIError):
+    """403: the key is valid but may not do this."""
+
+    default_code = "forbidden"
+
+
+class InsufficientScopeError(PermissionDeniedError):
+    """403 ``insufficient_scope``: the key lacks ``required_scope``."""
+
+    default_code = "insufficient_scope"
+
+    @property
+    def required_scope(self) -> Optional[str]:
+        """The scope the server asked for, from ``details.requiredScope``."""
+        value = self.details.get("requiredScope")
+        return value if isinstance(value, str) else None
+
+
+class NotFoundError(APIError):
+    """404: no such resource."""
+
+    default_code = "not_found"
+
+
+class ConflictError(APIError):
+    """409: the request conflicts with the resource's state."""
+
+    default_code = "conflict"
+
+
+class CursorExpiredError(APIError):
+    """410 ``cursor_expired``: the cursor is older than the server keeps.
+
+    Events were lost from the server's retention window; the stream never
+    resumes silently past such a gap. Start again without a cursor (live end)
+    or from a cursor the server still has.
+    """
+
+    default_code = "cursor_expired"
+
+
+class RateLimitError(APIError):
+    """429: too many requests. ``retry_after`` is the server's wait, in seconds."""
+
+    default_code = "rate_limited"
+
+    @property
+    def retry_after(self) -> Optional[float]:
+        """Seconds to wait, from the ``Retry-After`` header, or None."""
+        return parse_retry_after(self.headers.get("Retry-After"))
+
+
+class ServerError(APIError):
+    """5xx: the server failed. Streams retry these."""
+
+    default_code = "server_error"
+
+    @property
+    def retry_after(self) -> Optional[float]:
+        """Seconds to wait, from the ``Retry-After`` header (503), or None."""
+        return parse_retry_after(self.headers.get("Retry-After"))
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: CursorExpiredError,
+    429: RateLimitError,
+}
+
+
+def parse_retry_after(value: Optional[str]) -> Optional[float]:
+    """Parse a ``Retry-After`` header: delta-seconds or an HTTP date. None if absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    import datetime as _dt
+
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
+
+
+def error_for_response(
+    status: int, body: bytes, headers: Mapping[str, str], *, reason: str = ""
+) -> APIError:
+    """Build the typed error for an HTTP answer.
+
+    The body may be the agentstream JSON shape
+    ``{"error": {"code", "message", "details"}}`` or anything else (a proxy's
+    HTML 502 page): the class follows the status either way.
+    """
+    code: Optional[str] = None
+    message = ""
+    details: dict[str, Any] = {}
+    try:
+        parsed = json.loads(body.decode("utf-8")) if body else None
+    except (UnicodeDecodeError, ValueError):
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        err = parsed["error"]
+        code = err.get("code") if isinstance(err.get("code"), str) else None
+        message = err.get("message") if isinstance(err.get("message"), str) else ""
+        details = err.get("details") if isinstance(err.get("details"), dict) else {}
+    if not message:
+        message = reason or "request failed"
+    cls: type[APIError]
+    if status >= 500:
+        cls = ServerError
+    elif status == 403 and code == "insufficient_scope":
+        cls = InsufficientScopeError
+    else:
+        cls = _BY_STATUS.get(status, APIError)
+    return cls(message, status=status, code=code, details=details, headers=headers)

@@ -1,0 +1,202 @@
+"""Bytes in, :class:`ServerSentEvent` out: the SSE parser.
+
+:class:`SSEParser` subclasses sseclient-py's ``SSEClient`` and keeps its
+interface (``SSEParser(byte_chunks).events()``, ``close()``), but replaces
+both of its parsing methods, because sseclient-py 1.9 departs from the WHATWG
+EventSource rules in ways that lose or corrupt events (each gap is measured
+in ``tests/test_sseclient_gaps.py`` and described in ``docs/wire.md``):
+
+* ``_read`` buffers with ``data += line`` (quadratic: a 7 MB event takes
+  seconds), drops the first event after a UTF-8 BOM, merges two events whose
+  separating blank line mixes ``\\n`` and ``\\r\\n``, and dispatches an event cut
+  off by EOF as if it were complete;
+* ``events`` forgets the last event ID between events and never updates it
+  from an event without data, accepts ids containing NUL and non-numeric
+  ``retry`` values, concatenates multi-line data quadratically, raises on
+  invalid UTF-8 and hides comments.
+
+The parser here is incremental (:meth:`SSEParser.feed` takes chunks of any
+size, split anywhere), linear in the input, and bounds the size of one event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable
+from typing import Optional, Union
+
+import sseclient
+
+from ..errors import EventTooLargeError
+from ._events import Comment, ServerSentEvent
+
+__all__ = ["DEFAULT_MAX_EVENT_SIZE", "SSEParser"]
+
+DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+"""Default bound on one event's size in bytes (16 MiB)."""
+
+_BOM = b"\xef\xbb\xbf"
+
+Parsed = Union[ServerSentEvent, Comment]
+
+
+class SSEParser(sseclient.SSEClient):
+    """An incremental, WHATWG-conformant parser for ``text/event-stream`` bytes.
+
+    Push bytes with :meth:`feed` (any chunking, down to one byte at a time)
+    and get back the events and comments they complete; call :meth:`reset`
+    when a connection ends, so that a half-received event is discarded, id
+    included. Or, like sseclient-py, pass an iterable of byte chunks and
+    iterate :meth:`events`.
+
+    :param event_source: byte chunks for :meth:`events` (optional).
+    :param max_event_size: largest event accepted, in bytes of ``data``
+        lines plus the unfinished line; a larger one raises
+        :class:`~agentstream.errors.EventTooLargeError`.
+    :param last_event_id: the last event ID to start from (ids persist
+        across events, as in a browser's ``EventSource``).
+    """
+
+    def __init__(
+        self,
+        event_source: Iterable[bytes] = (),
+        *,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        last_event_id: Optional[str] = None,
+    ) -> None:
+        super().__init__(iter(event_source))
+        self._chunks = event_source
+        if max_event_size <= 0:
+            raise ValueError("max_event_size must be a positive number of bytes")
+        self.max_event_size = max_event_size
+        self.last_event_id: Optional[str] = last_event_id
+        """The ID of the last dispatched event block (``id:`` persists until changed)."""
+        self.retry: Optional[int] = None
+        """The last valid ``retry:`` value in milliseconds, or None."""
+        self._id_buffer = last_event_id
+        self._started = False
+        self._head = b""
+        self._skip_lf = False
+        self._partial: list[bytes] = []
+        self._partial_size = 0
+        self._data: list[bytes] = []
+        self._data_size = 0
+        self._event_type = b""
+        self._block_retry: Optional[int] = None
+
+    def feed(self, chunk: bytes) -> list[Parsed]:
+        """Parse ``chunk`` and return the events and comments it completes, in order."""
+        if not self._started:
+            chunk = self._head + chunk
+            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+                self._head = chunk  # could still be a BOM: wait for more bytes
+                return []
+            self._head = b""
+            self._started = True
+            if chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]
+        if self._skip_lf and chunk:
+            # The previous chunk ended in CR; an LF here completes that CRLF.
+            self._skip_lf = False
+            if chunk[0] == 0x0A:
+                chunk = chunk[1:]
+        if not chunk:
+            return []
+        if b"\r" in chunk:
+            self._skip_lf = chunk[-1] == 0x0D
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        parsed: list[Parsed] = []
+        if lines:
+            if self._partial:
+                self._partial.append(lines[0])
+                lines[0] = b"".join(self._partial)
+                self._partial = []
+                self._partial_size = 0
+            parsed = self._process(lines)
+        if tail:
+            self._partial.append(tail)
+            self._partial_size += len(tail)
+            if self._data_size + self._partial_size > self.max_event_size:
+                self._fail(self._data_size + self._partial_size)
+        return parsed
+
+    def reset(self) -> None:
+        """Forget the unfinished event (its id too): the connection ended.
+
+        The next bytes fed are the start of a new stream (a BOM is stripped
+        again). :attr:`last_event_id` and :attr:`retry` are kept.
+        """
+        self._id_buffer = self.last_event_id
+        self._started = False
+        self._head = b""
+        self._skip_lf = False
+        self._partial = []
+        self._partial_size = 0
+        self._data = []
+        self._data_size = 0
+        self._event_type = b""
+        self._block_retry = None
+
+    def events(self) -> Generator[ServerSentEvent, None, None]:
+        """Iterate the events of the byte chunks given at construction.
+
+        An event cut off by the end of the input is discarded.
+        """
+        try:
+            for chunk in self._chunks:
+                for item in self.feed(chunk):
+                    if isinstance(item, ServerSentEvent):
+                        yield item
+        finally:
+            self.reset()
+
+    def _process(self, lines: list[bytes]) -> list[Parsed]:
+        parsed: list[Parsed] = []
+        for line in lines:
+            if not line:
+                event = self._dispatch()
+                if event is not None:
+                    parsed.append(event)
+            elif line[0] == 0x3A:  # ":" starts a comment
+                text = line[2:] if line[1:2] == b" " else line[1:]
+                parsed.append(Comment(text.decode("utf-8", "replace")))
+            else:
+                field, _, value = line.partition(b":")
+                if value[:1] == b" ":
+                    value = value[1:]
+                if field == b"data":
+                    self._data.append(value)
+                    self._data_size += len(value) + 1
+                    if self._data_size > self.max_event_size:
+                        self._fail(self._data_size)
+                elif field == b"event":
+                    self._event_type = value
+                elif field == b"id":
+                    if b"\x00" not in value:
+                        self._id_buffer = value.decode("utf-8", "replace") or None
+                elif field == b"retry" and value.isdigit():  # bytes: ASCII digits only
+                    self.retry = self._block_retry = int(value)
+                # any other field is ignored
+        return parsed
+
+    def _dispatch(self) -> Optional[ServerSentEvent]:
+        self.last_event_id = self._id_buffer
+        event = None
+        if self._data:
+            event = ServerSentEvent(
+                self._event_type.decode("utf-8", "replace") if self._event_type else "message",
+                b"\n".join(self._data).decode("utf-8", "replace"),
+                self.last_event_id,
+                self._block_retry,
+            )
+            self._data = []
+            self._data_size = 0
+        self._event_type = b""
+        self._block_retry = None
+        return event
+
+    def _fail(self, size: int) -> None:
+        limit = self.max_event_size
+        self.reset()
+        raise EventTooLargeError(size, limit)

@@ -1,0 +1,442 @@
+"""The reconnecting stream: :class:`EventSource`, an ``EventSource`` for sync Python."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable, Optional, Union
+
+import requests
+import urllib3.exceptions
+
+from ..errors import (
+    ConnectionLostError,
+    ContentTypeError,
+    RateLimitError,
+    RedirectError,
+    RetryBudgetExhaustedError,
+    ServerError,
+    error_for_response,
+)
+from ._events import (
+    Comment,
+    Connected,
+    Disconnected,
+    Failed,
+    Happening,
+    Retrying,
+    ServerSentEvent,
+)
+from ._parser import DEFAULT_MAX_EVENT_SIZE, SSEParser
+from ._retry import RetryPolicy
+
+__all__ = ["EventSource"]
+
+logger = logging.getLogger(__name__)
+
+_READ_ERRORS = (
+    OSError,
+    http.client.HTTPException,
+    urllib3.exceptions.HTTPError,
+    ValueError,  # "I/O operation on closed file" once the socket is shut down
+)
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+class EventSource:
+    """Iterate the events of an SSE endpoint, reconnecting as a browser would.
+
+    ::
+
+        with EventSource("http://127.0.0.1:8787/events") as source:
+            for event in source:
+                print(event.event, event.data, event.id)
+
+    The stream opens the connection on the first ``next()`` and yields each
+    :class:`ServerSentEvent` as soon as its terminating blank line arrives,
+    whatever the framing (chunked, one chunk per event, or close-delimited).
+    When the connection drops it reconnects with exponential backoff and full
+    jitter (:class:`RetryPolicy`), sending ``Last-Event-ID`` (and, with
+    ``resume_param``, the same value as a query parameter), honouring the
+    server's ``retry:`` field and ``Retry-After`` on 429 and 503.
+
+    Not retried, raised at once: 400, 401, 403, 404, 410 and any other 4xx but
+    408 and 429 (as the typed :mod:`agentstream.errors`), a 200 whose
+    Content-Type is not ``text/event-stream`` (:class:`ContentTypeError`), a
+    redirect without ``Location`` (:class:`RedirectError`), and an event larger
+    than ``max_event_size`` (:class:`EventTooLargeError`). HTTP 204 ends the
+    iteration without reconnecting. When the retry budget is spent, iterating
+    raises :class:`RetryBudgetExhaustedError` carrying the last cause.
+
+    :param url: the endpoint; reconnects always go back to it, not to the
+        target of a redirect.
+    :param method: HTTP method (``POST``, ``REPORT``... are allowed).
+    :param params: query parameters.
+    :param headers: extra request headers; the dict is copied, never changed.
+        ``Accept: text/event-stream`` and ``Cache-Control: no-cache`` are sent
+        unless overridden. requests drops ``Authorization`` when a redirect
+        leads to another host.
+    :param body: request body (bytes or str), sent again on every reconnect.
+    :param json: a JSON body instead of ``body``, sent again on every reconnect.
+    :param last_event_id: the initial Last-Event-ID; ``None`` or ``""`` send
+        none. Afterwards the stream tracks the id from the events.
+    :param resume_param: if set, the last event ID is also sent as this query
+        parameter on every connection (for servers that resume from a
+        ``cursor`` parameter).
+    :param retry: the :class:`RetryPolicy` (default: :meth:`RetryPolicy.default`).
+    :param connect_timeout: seconds to wait for the TCP/TLS connection.
+    :param read_timeout: seconds of silence (no byte, not even a comment)
+        after which the connection is taken as dead, dropped and resumed;
+        ``None`` waits forever.
+    :param max_event_size: largest event accepted, in bytes.
+    :param chunk_size: most bytes read from the socket at once.
+    :param session: a ``requests.Session`` to use (not closed by the
+        stream); by default the stream creates and closes its own.
+    :param on_happening: called, on the iterating thread, with each
+        :class:`Connected`, :class:`Disconnected`, :class:`Retrying`,
+        :class:`Failed` and :class:`Comment`. An exception it raises is
+        logged and ignored.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        params: Optional[Mapping[str, str]] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        body: Union[bytes, str, None] = None,
+        json: Any = None,
+        last_event_id: Optional[str] = None,
+        resume_param: Optional[str] = None,
+        retry: Optional[RetryPolicy] = None,
+        connect_timeout: float = 10.0,
+        read_timeout: Optional[float] = 300.0,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        chunk_size: int = 64 * 1024,
+        session: Optional[requests.Session] = None,
+        on_happening: Optional[Callable[[Happening], None]] = None,
+    ) -> None:
+        if body is not None and json is not None:
+            raise ValueError("pass either body or json, not both")
+        self.url = url
+        self.method = method.upper()
+        self._params = dict(params or {})
+        self._headers = dict(headers or {})
+        self._body = body
+        self._json = json
+        self._resume_param = resume_param
+        self.retry_policy = retry or RetryPolicy.default()
+        self._timeout = (connect_timeout, read_timeout)
+        self._chunk_size = chunk_size
+        self._own_session = session is None
+        self._session = session if session is not None else requests.Session()
+        self._on_happening = on_happening
+        self._parser = SSEParser(max_event_size=max_event_size, last_event_id=last_event_id or None)
+        self._last_event_id: Optional[str] = last_event_id or None
+
+        self._lock = threading.Lock()
+        self._wake = threading.Event()  # set by close() and restart()
+        self._closed = False
+        self._restart_requested = False
+        self._response: Optional[requests.Response] = None
+        self._reading = False
+        self._iterator: Optional[Iterator[ServerSentEvent]] = None
+
+    # -- public API -----------------------------------------------------
+
+    @property
+    def last_event_id(self) -> Optional[str]:
+        """The ID the next connection will resume from (None: no header)."""
+        return self._last_event_id
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called or the stream ended."""
+        return self._closed
+
+    def __iter__(self) -> EventSource:
+        return self
+
+    def __next__(self) -> ServerSentEvent:
+        if self._iterator is None:
+            self._iterator = self._run()
+        return next(self._iterator)
+
+    def __enter__(self) -> EventSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the stream, from any thread. Returns at once.
+
+        A read blocked on the socket is woken by shutting the socket down; a
+        backoff wait is interrupted. The iterating thread then stops (its
+        ``next()`` raises ``StopIteration``) and the connection and, if the
+        stream created it, the session are released.
+        """
+        with self._lock:
+            self._closed = True
+            response, reading = self._response, self._reading
+        self._wake.set()
+        if response is not None:
+            _shutdown(response)
+            if not reading:
+                self._release()
+
+    def restart(self) -> None:
+        """Drop the current connection and reconnect now, keeping the cursor.
+
+        Callable from any thread. Events already parsed are still delivered;
+        the half-received one is discarded and comes again after the resume.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._restart_requested = True
+            response = self._response
+        self._wake.set()
+        if response is not None:
+            _shutdown(response)
+
+    # -- the loop -------------------------------------------------------
+
+    def _run(self) -> Iterator[ServerSentEvent]:
+        policy = self.retry_policy
+        attempts = 0
+        first_failure: Optional[float] = None
+        try:
+            while not self._closed:
+                error: Optional[BaseException] = None
+                try:
+                    response = self._connect()
+                except (ConnectionLostError, ServerError, RateLimitError) as exc:
+                    error = exc
+                    self._emit(Disconnected(reason=f"connection failed: {exc}", error=exc))
+                else:
+                    if response is None:  # 204 (the server says stop) or closed meanwhile
+                        if self.closed:
+                            return
+                        self._emit(Disconnected(reason="server answered 204 No Content"))
+                        return
+                    opened_at = time.monotonic()
+                    delivered = False
+                    try:
+                        for event in self._read(response):
+                            delivered = True
+                            yield event
+                    except ConnectionLostError as exc:
+                        error = exc
+                    finally:
+                        self._release_response(response)
+                        self._parser.reset()
+                    if self.closed:
+                        return
+                    if delivered or time.monotonic() - opened_at >= policy.healthy_after:
+                        attempts, first_failure = 0, None
+                    if self._take_restart():
+                        self._emit(Disconnected(reason="restart requested"))
+                        continue
+                    reason = f"connection lost: {error}" if error else "server closed the stream"
+                    self._emit(Disconnected(reason=reason, error=error))
+
+                attempts += 1
+                now = time.monotonic()
+                if first_failure is None:
+                    first_failure = now
+                cause = error or ConnectionLostError("server closed the stream")
+                if policy.exhausted(attempts, now - first_failure):
+                    raise RetryBudgetExhaustedError(
+                        f"gave up after {attempts} failed attempt(s) over "
+                        f"{now - first_failure:.1f}s; last error: {cause}",
+                        last_error=cause,
+                        attempts=attempts,
+                    ) from cause
+                retry_after = getattr(error, "retry_after", None)
+                server_retry = None if self._parser.retry is None else self._parser.retry / 1000
+                delay = policy.delay(attempts, server_retry=server_retry, retry_after=retry_after)
+                self._emit(Retrying(delay=delay, attempt=attempts, error=error))
+                self._wake.wait(delay)
+                if self._take_restart():
+                    attempts, first_failure = 0, None
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):
+                self._emit(Failed(error=exc))
+            raise
+        finally:
+            self._closed = True
+            self._release()
+
+    def _connect(self) -> Optional[requests.Response]:
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        headers.update(self._headers)
+        params = dict(self._params)
+        if self._last_event_id:
+            headers["Last-Event-ID"] = self._last_event_id
+            if self._resume_param:
+                params[self._resume_param] = self._last_event_id
+        try:
+            response = self._session.request(
+                self.method,
+                self.url,
+                params=params,
+                headers=headers,
+                data=self._body,
+                json=self._json,
+                stream=True,
+                timeout=self._timeout,
+                allow_redirects=True,
+            )
+        except requests.TooManyRedirects as exc:
+            raise RedirectError(str(exc), status=0) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ConnectionLostError(f"could not connect to {self.url}: {exc}") from exc
+        status = response.status_code
+        if status == 200:
+            content_type = response.headers.get("Content-Type", "")
+            if content_type.split(";", 1)[0].strip().lower() != "text/event-stream":
+                body = _read_error_body(response)
+                raise ContentTypeError(
+                    f"expected Content-Type text/event-stream, got {content_type or 'none'!r}: "
+                    f"is {self.url} an SSE endpoint?",
+                    status=status,
+                    headers=response.headers,
+                    details={"body": body[:200].decode("utf-8", "replace")},
+                )
+            with self._lock:
+                if self._closed:
+                    response.close()
+                    return None
+                self._response = response
+            self._emit(Connected(url=self.url, last_event_id=self._last_event_id))
+            return response
+        body = _read_error_body(response)
+        if status == 204:
+            return None
+        if 300 <= status < 400:
+            raise RedirectError(
+                f"HTTP {status} redirect without a Location header from {self.url}",
+                status=status,
+                headers=response.headers,
+            )
+        error = error_for_response(status, body, response.headers, reason=response.reason or "")
+        if status in (408, 429) or status >= 500:
+            if isinstance(error, (ServerError, RateLimitError)):
+                raise error
+            raise ConnectionLostError(str(error)) from error
+        raise error
+
+    def _read(self, response: requests.Response) -> Iterator[ServerSentEvent]:
+        read1 = response.raw.read1
+        feed = self._parser.feed
+        while True:
+            with self._lock:
+                if self._closed or self._restart_requested:
+                    return
+                self._reading = True
+            try:
+                chunk = read1(self._chunk_size)
+            except _READ_ERRORS as exc:
+                if self.closed or self._restart_pending():
+                    return
+                raise _connection_lost(exc, self._timeout[1]) from exc
+            finally:
+                with self._lock:
+                    self._reading = False
+            if not chunk:
+                return
+            for item in feed(chunk):
+                if type(item) is ServerSentEvent:
+                    self._last_event_id = item.id
+                    yield item
+                    if self.closed:
+                        return
+                elif isinstance(item, Comment):
+                    self._emit(item)
+            self._last_event_id = self._parser.last_event_id
+
+    # -- helpers --------------------------------------------------------
+
+    def _restart_pending(self) -> bool:
+        return self._restart_requested
+
+    def _take_restart(self) -> bool:
+        with self._lock:
+            requested, self._restart_requested = self._restart_requested, False
+            if requested and not self._closed:
+                self._wake.clear()
+            return requested
+
+    def _emit(self, happening: Happening) -> None:
+        if self._on_happening is None:
+            return
+        try:
+            self._on_happening(happening)
+        except Exception:
+            logger.exception("on_happening callback raised on %r", type(happening).__name__)
+
+    def _release_response(self, response: requests.Response) -> None:
+        with self._lock:
+            if self._response is response:
+                self._response = None
+        response.close()
+
+    def _release(self) -> None:
+        with self._lock:
+            response, self._response = self._response, None
+        if response is not None:
+            response.close()
+        if self._own_session:
+            self._session.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<EventSource {self.method} {self.url} {state} last_event_id={self._last_event_id!r}>"
+        )
+
+
+def _shutdown(response: requests.Response) -> None:
+    """Wake a thread blocked reading ``response`` by shutting its socket down."""
+    sock = _socket_of(response)
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):  # already closed or not connected
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _socket_of(response: requests.Response) -> Optional[socket.socket]:
+    raw = response.raw
+    connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        return sock
+    # Fallback: the socket under http.client's buffered reader.
+    fp = getattr(getattr(raw, "_fp", None), "fp", None)
+    sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _read_error_body(response: requests.Response) -> bytes:
+    try:
+        return response.raw.read(_ERROR_BODY_LIMIT, decode_content=True) or b""
+    except _READ_ERRORS:
+        return b""
+    finally:
+        response.close()
+
+
+def _connection_lost(exc: BaseException, read_timeout: Optional[float]) -> ConnectionLostError:
+    """Translate a mid-stream transport error, in one place."""
+    if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, socket.timeout)):
+        return ConnectionLostError(f"no data for {read_timeout}s (read timeout)")
+    if isinstance(exc, (urllib3.exceptions.ProtocolError, http.client.IncompleteRead)):
+        return ConnectionLostError(f"connection broken mid-stream: {exc}")
+    return ConnectionLostError(f"connection error: {exc}")

@@ -1,0 +1,284 @@
+"""SSEParser against the WHATWG EventSource parsing rules.
+
+Every case is fed whole, split at every position, one byte at a time and two
+bytes at a time; a property test compares random streams, randomly chunked,
+with a literal transcription of the specification's algorithm.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentstream.errors import EventTooLargeError
+from agentstream.sse import Comment, ServerSentEvent, SSEParser
+
+E = ServerSentEvent
+
+
+def chunkings(data: bytes) -> list[list[bytes]]:
+    """Whole, every two-piece split, 1 byte at a time, 2 bytes at a time."""
+    out = [[data]]
+    out += [[data[:i], data[i:]] for i in range(1, len(data))]
+    out.append([data[i : i + 1] for i in range(len(data))])
+    out.append([data[i : i + 2] for i in range(0, len(data), 2)])
+    return out
+
+
+def parse(chunks: list[bytes], **kwargs: object) -> tuple[list[object], SSEParser]:
+    parser = SSEParser(**kwargs)  # type: ignore[arg-type]
+    out: list[object] = []
+    for chunk in chunks:
+        out.extend(parser.feed(chunk))
+    return out, parser
+
+
+def assert_parses(data: bytes, expected: list[object], last_id: Optional[str] = None) -> None:
+    for chunks in chunkings(data):
+        got, parser = parse(chunks)
+        assert got == expected, chunks
+        assert parser.last_event_id == last_id, chunks
+
+
+CASES = {
+    "two data lines joined with LF": (b"data: a\ndata: b\n\n", [E("message", "a\nb")]),
+    "data without colon is an empty line of data": (
+        b"data\ndata\ndata: x\n\n",
+        [E("message", "\n\nx")],
+    ),
+    "lone data line dispatches empty data": (b"data\n\n", [E("message", "")]),
+    "only one leading space stripped": (b"data:  two\n\n", [E("message", " two")]),
+    "no space after colon": (b"data:x\n\n", [E("message", "x")]),
+    "unknown fields ignored": (b"foo: bar\ndata: x\nDATA: y\n\n", [E("message", "x")]),
+    "event type set and reset after dispatch": (
+        b"event: a\ndata: 1\n\ndata: 2\n\n",
+        [E("a", "1"), E("message", "2")],
+    ),
+    "empty event type is message": (b"event:\ndata: 1\n\n", [E("message", "1")]),
+    "no data, no dispatch": (b"event: a\n\n", []),
+    "comments are not events": (b": hi\ndata: x\n\n", [Comment("hi"), E("message", "x")]),
+    "CR endings": (b"data: a\rdata: b\r\rdata: c\r\r", [E("message", "a\nb"), E("message", "c")]),
+    "CRLF endings": (b"data: a\r\n\r\ndata: b\r\n\r\n", [E("message", "a"), E("message", "b")]),
+    "mixed LF then CRLF blank line": (
+        b"data: a\n\r\ndata: b\n\n",
+        [E("message", "a"), E("message", "b")],
+    ),
+    "mixed CR then LF": (b"data: a\r\ndata: b\n\r", [E("message", "a\nb")]),
+    "retry digits only": (b"retry: 1x\nretry: 15\ndata: x\n\n", [E("message", "x", None, 15)]),
+    "field name without value": (b"data:\n\n", [E("message", "")]),
+    "colon in value kept": (b"data: a: b\n\n", [E("message", "a: b")]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_whatwg_cases(name: str) -> None:
+    data, expected = CASES[name]
+    assert_parses(data, expected)
+
+
+def test_id_persists_until_changed_and_empty_id_clears() -> None:
+    data = b"id: 1\ndata: a\n\ndata: b\n\nid\ndata: c\n\n"
+    assert_parses(data, [E("message", "a", "1"), E("message", "b", "1"), E("message", "c")])
+
+
+def test_id_only_event_updates_last_event_id() -> None:
+    assert_parses(b"data: a\n\nid: 7\n\n", [E("message", "a")], last_id="7")
+
+
+def test_id_with_nul_is_ignored() -> None:
+    assert_parses(b"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n", [E("message", "a", "1"), E("message", "b", "1")], "1")
+
+
+def test_bom_stripped_once_at_start() -> None:
+    assert_parses(b"\xef\xbb\xbfdata: a\n\n", [E("message", "a")])
+    # A second BOM is part of the line: the field name is then unknown.
+    assert_parses(b"\xef\xbb\xbf\xef\xbb\xbfdata: a\n\ndata: b\n\n", [E("message", "b")])
+
+
+def test_bom_like_prefix_that_is_not_a_bom() -> None:
+    assert_parses(b"\xef\xbbdata: a\n\ndata: b\n\n", [E("message", "b")])
+
+
+def test_utf8_split_at_every_byte() -> None:
+    text = "héllo wörld ☃ 🎉"
+    assert_parses(f"data: {text}\n\n".encode(), [E("message", text)])
+
+
+def test_invalid_utf8_is_replaced_not_fatal() -> None:
+    assert_parses(b"data: a\xffb\n\n", [E("message", "a\ufffdb")])
+
+
+def test_event_ending_in_bare_cr_is_delivered_at_once() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: a\r\r") == [E("message", "a")]
+    # The LF that may follow is the second half of a CRLF, not a blank line.
+    assert parser.feed(b"\ndata: b\r\n\r\n") == [E("message", "b")]
+
+
+def test_partial_event_discarded_at_eof() -> None:
+    parser = SSEParser([b"data: a\n\n", b"id: 9\ndata: cut off"])
+    assert list(parser.events()) == [E("message", "a")]
+    assert parser.last_event_id is None
+
+
+def test_reset_discards_half_event_and_its_id() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"id: 1\ndata: a\n\nid: 2\ndata: half") == [E("message", "a", "1")]
+    parser.reset()
+    assert parser.feed(b"\n\n") == []
+    assert parser.last_event_id == "1"
+    assert parser.feed(b"data: next\n\n") == [E("message", "next", "1")]
+
+
+def test_reset_expects_a_new_bom() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"\xef\xbb\xbfdata: a\n\n") == [E("message", "a")]
+    parser.reset()
+    assert parser.feed(b"\xef\xbb\xbfdata: b\n\n") == [E("message", "b")]
+
+
+def test_events_iterates_like_sseclient() -> None:
+    chunks = [b"event: x\ndata: 1\n", b"\nid: 5\ndata: 2\n\n"]
+    assert [(e.event, e.data, e.id) for e in SSEParser(chunks).events()] == [
+        ("x", "1", None),
+        ("message", "2", "5"),
+    ]
+
+
+def test_max_event_size_for_data_lines() -> None:
+    parser = SSEParser(max_event_size=100)
+    assert parser.feed(b"data: " + b"x" * 90 + b"\n\n")
+    with pytest.raises(EventTooLargeError) as info:
+        parser.feed(b"data: " + b"x" * 60 + b"\ndata: " + b"y" * 60 + b"\n")
+    assert info.value.limit == 100
+    assert "max_event_size" in str(info.value)
+
+
+def test_max_event_size_for_an_unfinished_line() -> None:
+    parser = SSEParser(max_event_size=1000)
+    parser.feed(b"data: ")
+    with pytest.raises(EventTooLargeError):
+        for _ in range(20):
+            parser.feed(b"z" * 100)
+
+
+def test_max_event_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_event_size"):
+        SSEParser(max_event_size=0)
+
+
+def _parse_seconds(total: int, lines: int) -> float:
+    line = total // lines - 7
+    body = (b"data: " + b"x" * line + b"\n") * lines + b"\n"
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    best = float("inf")
+    for _ in range(3):
+        parser = SSEParser()
+        start = time.perf_counter()
+        events = [e for c in chunks for e in parser.feed(c)]
+        best = min(best, time.perf_counter() - start)
+        assert len(events) == 1
+        assert len(events[0].data) == lines * line + lines - 1
+    return best
+
+
+@pytest.mark.parametrize("lines", [1, 70_000])
+def test_parsing_is_linear_in_event_size(lines: int) -> None:
+    # Quadratic buffering (sseclient-py's `data += line`) makes 10x the input
+    # cost ~100x the time; linear parsing costs ~10x. A ratio, not a wall clock.
+    small = _parse_seconds(700_000, max(1, lines // 10))
+    large = _parse_seconds(7_000_000, lines)
+    assert large / small < 35, (small, large)
+    assert large < 2.0
+
+
+# --- the specification, transcribed literally, as an oracle ---------------
+
+
+def reference_parse(data: bytes) -> tuple[list[object], Optional[str]]:
+    """WHATWG "Interpreting an event stream", character by character."""
+    text = data.decode("utf-8", "replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines: list[str] = []
+    current = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\r":
+            lines.append(current)
+            current = ""
+            if i + 1 < len(text) and text[i + 1] == "\n":
+                i += 1
+        elif ch == "\n":
+            lines.append(current)
+            current = ""
+        else:
+            current += ch
+        i += 1
+    out: list[object] = []
+    data_buf, type_buf, id_buf, last_id = "", "", None, None
+    retry = None
+    for line in lines:  # the unterminated `current` is never processed
+        if line == "":
+            last_id = id_buf
+            if data_buf == "":
+                type_buf = ""
+                retry = None
+                continue
+            out.append(E(type_buf or "message", data_buf[:-1], last_id, retry))
+            data_buf, type_buf, retry = "", "", None
+        elif line.startswith(":"):
+            out.append(Comment(line[2:] if line[1:2] == " " else line[1:]))
+        else:
+            field, colon, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if field == "event":
+                type_buf = value
+            elif field == "data":
+                data_buf += value + "\n"
+            elif field == "id":
+                if "\0" not in value:
+                    id_buf = value if value else None
+            elif field == "retry" and value and all("0" <= c <= "9" for c in value):
+                retry = int(value)
+    return out, last_id
+
+
+ALPHABET = [
+    b"data",
+    b"event",
+    b"id",
+    b"retry",
+    b"foo",
+    b":",
+    b" ",
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"x",
+    b"7",
+    b"\x00",
+    b"\xc3\xa9",
+    b"\xef\xbb\xbf",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(ALPHABET), max_size=60),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+)
+def test_matches_the_specification_for_any_chunking(pieces: list[bytes], cuts: list[int]) -> None:
+    data = b"".join(pieces)
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    expected, expected_id = reference_parse(data)
+    got, parser = parse(chunks)
+    assert got == expected
+    assert parser.last_event_id == expected_id

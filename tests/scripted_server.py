@@ -9,7 +9,6 @@ chunked, one chunk per event, close-delimited, or cut off mid-event.
 from __future__ import annotations
 
 import socket
-import socketserver
 import threading
 import time
 from collections.abc import Mapping

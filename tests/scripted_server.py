@@ -8,6 +8,7 @@ chunked, one chunk per event, close-delimited, or cut off mid-event.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -89,10 +90,8 @@ class Conn:
         self.close()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
 
     def hold(self, until: Optional[threading.Event] = None, timeout: float = 10.0) -> bool:
@@ -162,10 +161,8 @@ class ScriptedServer:
         with self._cond:
             socks = list(self._open)
         for sock in socks:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         for thread in self._threads:
             thread.join(5)
 
@@ -201,10 +198,8 @@ class ScriptedServer:
         finally:
             with self._cond:
                 self._open.discard(sock)
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 
 
 def _not_found(conn: Conn) -> None:

@@ -26,7 +26,7 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 demo: $(STAMP)
-	$(BIN)/python -m agentstream demo
+	$(BIN)/python examples/wire_resume.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/wire.py

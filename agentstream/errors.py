@@ -9,6 +9,7 @@ here ever holds or prints the API key: headers kept on an error are the
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -246,11 +247,9 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    import datetime as _dt
-
     if when.tzinfo is None:
-        when = when.replace(tzinfo=_dt.timezone.utc)
-    return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
 def error_for_response(

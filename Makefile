@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint typecheck unit bench clean
+.PHONY: test demo lint typecheck unit bench clean test-compat
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,16 @@ unit: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/wire_resume.py
 
+# The oldest supported stack: Python 3.9 with urllib3 1.26 (as botocore pins it).
+# Not part of `make test`: it needs a python3.9 on PATH (PYTHON39=...).
+PYTHON39 ?= python3.9
+test-compat:
+	test -x .venv39/bin/python || $(PYTHON39) -m venv .venv39
+	.venv39/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,server]' 'urllib3<2'
+	.venv39/bin/pytest -q
+
 bench: $(STAMP)
 	$(BIN)/python bench/wire.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv39 build *.egg-info .mypy_cache .ruff_cache .pytest_cache

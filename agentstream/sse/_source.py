@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Union
 
 import requests
 import urllib3.exceptions
+import urllib3.response
 
 from ..errors import (
     ConnectionLostError,
@@ -46,6 +47,12 @@ _READ_ERRORS = (
     ValueError,  # "I/O operation on closed file" once the socket is shut down
 )
 _ERROR_BODY_LIMIT = 64 * 1024
+
+# urllib3 >= 2.3 offers HTTPResponse.read1(), which returns what has arrived
+# (at most one socket read) and still undoes Content-Encoding. Older urllib3
+# (1.26 is pinned by botocore on Python < 3.10) lacks it: there the stream
+# reads http.client's response directly, and so asks for an identity encoding.
+_URLLIB3_READ1 = hasattr(urllib3.response.HTTPResponse, "read1")
 
 
 class EventSource:
@@ -276,6 +283,8 @@ class EventSource:
 
     def _connect(self) -> Optional[requests.Response]:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if not _URLLIB3_READ1:
+            headers["Accept-Encoding"] = "identity"
         headers.update(self._headers)
         params = dict(self._params)
         if self._last_event_id:
@@ -334,7 +343,7 @@ class EventSource:
         raise error
 
     def _read(self, response: requests.Response) -> Iterator[ServerSentEvent]:
-        read1 = response.raw.read1
+        read1 = _read1_of(response)
         feed = self._parser.feed
         while True:
             with self._lock:
@@ -401,6 +410,13 @@ class EventSource:
         return (
             f"<EventSource {self.method} {self.url} {state} last_event_id={self._last_event_id!r}>"
         )
+
+
+def _read1_of(response: requests.Response) -> Callable[[int], bytes]:
+    # Without urllib3's read1, read http.client's response, which handles chunking.
+    raw: Any = response.raw if _URLLIB3_READ1 else response.raw._fp
+    read1: Callable[[int], bytes] = raw.read1
+    return read1
 
 
 def _shutdown(response: requests.Response) -> None:

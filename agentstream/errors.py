@@ -20,6 +20,7 @@ __all__ = [
     "AgentStreamError",
     "AuthenticationError",
     "BadRequestError",
+    "ConfigurationError",
     "ConflictError",
     "ConnectionLostError",
     "ContentTypeError",
@@ -41,6 +42,10 @@ __all__ = [
 
 class AgentStreamError(Exception):
     """Root of every error agentstream raises."""
+
+
+class ConfigurationError(AgentStreamError, ValueError):
+    """The client is misconfigured (for example, no API key). Says how to fix it."""
 
 
 class StreamError(AgentStreamError):

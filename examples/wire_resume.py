@@ -29,7 +29,7 @@ class Endpoint(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # close-delimited body: no chunked framing at all
     connections = 0
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         Endpoint.connections += 1
         first = int(self.headers.get("Last-Event-ID") or 0) + 1
         self.send_response(200)

@@ -1,14 +1,21 @@
-"""agentstream: follow the live event stream of AI-agent tasks from synchronous Python."""
+"""agentstream: follow the live event stream of AI-agent tasks from synchronous Python.
+
+The names users touch are re-exported here; the wire layer is
+:mod:`agentstream.sse`, the reference server :mod:`agentstream.server`
+(extra ``[server]``, imported only when used).
+"""
 
 from __future__ import annotations
 
 import logging
 
+from .client import DEFAULT_BASE_URL, Client
 from .errors import (
     AgentStreamError,
     APIError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     ConflictError,
     ConnectionLostError,
     ContentTypeError,
@@ -25,14 +32,39 @@ from .errors import (
     StreamError,
 )
 from .event_types import EventType, TaskEventType, TaskStatus, TaskUpdateEventType
+from .models import (
+    Analyze,
+    AuthEvent,
+    PlanStep,
+    PlanUpdated,
+    SubAgentTrigger,
+    TaskCompacted,
+    TaskEvent,
+    TaskReviewedData,
+    TaskShippedData,
+    TaskSnapshot,
+    TaskUpdatedData,
+    Think,
+    ToolCallRequest,
+    ToolCallResult,
+    parse_event,
+    payload_model_for,
+)
+from .sse import RetryPolicy
+from .stream import StreamOptions, TaskEventStream
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "DEFAULT_BASE_URL",
     "APIError",
     "AgentStreamError",
+    "Analyze",
+    "AuthEvent",
     "AuthenticationError",
     "BadRequestError",
+    "Client",
+    "ConfigurationError",
     "ConflictError",
     "ConnectionLostError",
     "ContentTypeError",
@@ -43,15 +75,32 @@ __all__ = [
     "InvalidEventError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PlanStep",
+    "PlanUpdated",
     "RateLimitError",
     "RedirectError",
     "RetryBudgetExhaustedError",
+    "RetryPolicy",
     "ServerError",
     "StreamError",
+    "StreamOptions",
+    "SubAgentTrigger",
+    "TaskCompacted",
+    "TaskEvent",
+    "TaskEventStream",
     "TaskEventType",
+    "TaskReviewedData",
+    "TaskShippedData",
+    "TaskSnapshot",
     "TaskStatus",
     "TaskUpdateEventType",
+    "TaskUpdatedData",
+    "Think",
+    "ToolCallRequest",
+    "ToolCallResult",
     "__version__",
+    "parse_event",
+    "payload_model_for",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,151 @@
+"""The client: configuration, the task API, and typed event streams."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+import requests
+
+from .errors import ConfigurationError, ConnectionLostError, InvalidEventError, error_for_response
+from .sse import EventSource, Happening, RetryPolicy
+from .stream import StreamOptions, TaskEventStream, read_timeout_for
+
+__all__ = ["DEFAULT_BASE_URL", "Client"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8787"
+"""Where the reference server listens by default (``agentstream serve``)."""
+
+STREAM_PATH = "/task-events/stream"
+
+
+class Client:
+    """A connection to an agentstream (or AgentRail-compatible) server.
+
+    ::
+
+        client = Client()  # AGENTSTREAM_BASE_URL / AGENTSTREAM_API_KEY
+        for event in client.stream_events(StreamOptions(heartbeat_seconds=30)):
+            print(event.type, event.data)
+
+    :param base_url: the server; default ``AGENTSTREAM_BASE_URL``, else
+        ``http://127.0.0.1:8787``.
+    :param api_key: sent as ``Authorization: Bearer <key>``; default
+        ``AGENTSTREAM_API_KEY``. A missing key raises
+        :class:`~agentstream.errors.ConfigurationError` here, not at the
+        first request. The key never appears in a repr, log line or error.
+    :param timeout: seconds for connecting and for each plain API call.
+    :param retry: the :class:`~agentstream.sse.RetryPolicy` of streams.
+    :param session: a ``requests.Session`` to use (proxies, certificates);
+        the client does not close a session it was given. TLS verification is
+        requests' default and is never turned off by agentstream.
+    """
+
+    def __init__(
+        self,
+        base_url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        *,
+        timeout: float = 30.0,
+        retry: Optional[RetryPolicy] = None,
+        session: Optional[requests.Session] = None,
+    ) -> None:
+        base_url = base_url or os.environ.get("AGENTSTREAM_BASE_URL") or DEFAULT_BASE_URL
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_url must start with http:// or https://: {base_url!r}")
+        api_key = api_key or os.environ.get("AGENTSTREAM_API_KEY")
+        if not api_key:
+            raise ConfigurationError(
+                "no API key: pass Client(api_key=...) or set AGENTSTREAM_API_KEY "
+                "(`agentstream serve` prints a development key when it starts)"
+            )
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy.default()
+        self.__api_key = api_key
+        self._given_session = session
+        self._session = session if session is not None else requests.Session()
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r}, api_key=<hidden>)"
+
+    # -- streams ----------------------------------------------------------
+
+    def stream_events(
+        self,
+        options: Optional[StreamOptions] = None,
+        *,
+        on_happening: Optional[Callable[[Happening], None]] = None,
+        on_invalid: Optional[Callable[[InvalidEventError], None]] = None,
+    ) -> TaskEventStream:
+        """Stream typed task events: ``GET /task-events/stream``.
+
+        Returns a :class:`~agentstream.stream.TaskEventStream`: iterate it (each
+        event as it arrives), close it or use it as a context manager. It
+        reconnects by itself and resumes from its cursor with nothing lost
+        and nothing repeated. A key without ``events:read`` raises
+        :class:`~agentstream.errors.InsufficientScopeError` on the first
+        ``next()``, before any event, without retrying.
+        """
+        options = options or StreamOptions()
+        source = EventSource(
+            self.base_url + STREAM_PATH,
+            params=options.query_params(),
+            headers=self._auth_headers(),
+            last_event_id=options.cursor or None,
+            resume_param="cursor",
+            retry=self.retry,
+            connect_timeout=self.timeout,
+            read_timeout=read_timeout_for(options),
+            session=self._given_session,
+            on_happening=on_happening,
+        )
+        return TaskEventStream(source, on_invalid=on_invalid)
+
+    # -- plain API calls --------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> Any:
+        """Call the API and return the decoded JSON body; errors are typed."""
+        all_headers = self._auth_headers()
+        all_headers["Accept"] = "application/json"
+        all_headers.update(headers or {})
+        try:
+            response = self._session.request(
+                method, self.base_url + path, json=json, headers=all_headers, timeout=self.timeout
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ConnectionLostError(f"{method} {path} failed: {exc}") from exc
+        with response:
+            if response.status_code >= 400:
+                raise error_for_response(
+                    response.status_code,
+                    response.content,
+                    response.headers,
+                    reason=response.reason or "",
+                )
+            return response.json() if response.content else None
+
+    def close(self) -> None:
+        """Release the client's connections (not a session it was given)."""
+        if self._given_session is None:
+            self._session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.__api_key}"}

@@ -1,0 +1,165 @@
+"""Typed event streams: :class:`StreamOptions` and :class:`TaskEventStream`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+from .errors import InvalidEventError
+from .event_types import EventType
+from .models import TaskEvent, parse_event
+from .sse import EventSource
+
+__all__ = ["DEFAULT_STREAM_READ_TIMEOUT", "StreamOptions", "TaskEventStream", "read_timeout_for"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STREAM_READ_TIMEOUT = 60.0
+"""Read timeout of a stream that did not ask for a heartbeat interval (seconds)."""
+
+_KNOWN_TYPES = frozenset(member.value for member in EventType)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """What to stream, as AgentRail's ``StreamOptions``.
+
+    :param event_types: only these types (wire strings or :class:`EventType`);
+        ``None`` for all.
+    :param task_id: only this task's events; such a stream starts at the
+        task's first event and ends after its ``task.finished``.
+    :param cursor: resume after this event id (the ``id`` of the last event
+        you handled); without one, an unscoped stream starts at the live end.
+    :param heartbeat_seconds: ask the server for a heartbeat comment this
+        often (1 to 300). The stream takes a connection that stays silent for
+        ``2 * heartbeat_seconds + 1`` seconds as dead and resumes.
+
+    Invalid values raise ``ValueError`` at construction, before any request.
+    """
+
+    event_types: Optional[Sequence[Union[str, EventType]]] = None
+    task_id: Optional[str] = None
+    cursor: Optional[str] = None
+    heartbeat_seconds: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.event_types, str):
+            raise ValueError("event_types must be a list of event types, not a single string")
+        for event_type in self.event_types or ():
+            if str(event_type) not in _KNOWN_TYPES:
+                known = ", ".join(sorted(_KNOWN_TYPES))
+                raise ValueError(f"unknown event type {event_type!r}; known types: {known}")
+        if self.heartbeat_seconds is not None and (
+            isinstance(self.heartbeat_seconds, bool)
+            or not isinstance(self.heartbeat_seconds, int)
+            or not 1 <= self.heartbeat_seconds <= 300
+        ):
+            raise ValueError(
+                f"heartbeat_seconds must be an integer from 1 to 300, "
+                f"got {self.heartbeat_seconds!r}"
+            )
+        if self.task_id is not None and not self.task_id:
+            raise ValueError("task_id must be a non-empty string or None")
+
+    def query_params(self) -> dict[str, str]:
+        """The query parameters of ``GET /task-events/stream`` (without the cursor)."""
+        params: dict[str, str] = {}
+        if self.event_types:
+            params["eventTypes"] = ",".join(str(t) for t in self.event_types)
+        if self.task_id:
+            params["taskId"] = self.task_id
+        if self.heartbeat_seconds is not None:
+            params["heartbeatSeconds"] = str(self.heartbeat_seconds)
+        return params
+
+
+def read_timeout_for(options: StreamOptions) -> float:
+    """The read timeout that detects a dead connection for these options."""
+    if options.heartbeat_seconds is None:
+        return DEFAULT_STREAM_READ_TIMEOUT
+    return 2.0 * options.heartbeat_seconds + 1.0
+
+
+class TaskEventStream:
+    """An iterable, closeable stream of :class:`~agentstream.models.TaskEvent`.
+
+    Each event is yielded as soon as it arrives. Across reconnects nothing is
+    lost (the stream resumes from the last event id) and nothing is delivered
+    twice (events whose ``sequence`` is not above the last delivered one are
+    dropped). An event that cannot be parsed (not JSON, no ``id``/``type``)
+    is logged and passed to ``on_invalid``; the stream goes on.
+
+    Use it as a context manager, or call :meth:`close` (from any thread).
+    """
+
+    def __init__(
+        self,
+        source: EventSource,
+        *,
+        on_invalid: Optional[Callable[[InvalidEventError], None]] = None,
+    ) -> None:
+        self._source = source
+        self._on_invalid = on_invalid
+        self._cursor = source.last_event_id
+        self._last_sequence = -1
+        self._iterator: Optional[Iterator[TaskEvent]] = None
+
+    @property
+    def cursor(self) -> Optional[str]:
+        """The id of the last event delivered (pass it as ``cursor`` to resume)."""
+        return self._cursor
+
+    @property
+    def source(self) -> EventSource:
+        """The underlying :class:`~agentstream.sse.EventSource`."""
+        return self._source
+
+    @property
+    def closed(self) -> bool:
+        """True once closed or ended."""
+        return self._source.closed
+
+    def close(self) -> None:
+        """Stop the stream, from any thread; a blocked read is woken at once."""
+        self._source.close()
+
+    def __iter__(self) -> TaskEventStream:
+        return self
+
+    def __next__(self) -> TaskEvent:
+        if self._iterator is None:
+            self._iterator = self._events()
+        return next(self._iterator)
+
+    def __enter__(self) -> TaskEventStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _events(self) -> Iterator[TaskEvent]:
+        for raw in self._source:
+            try:
+                event = parse_event(raw.data)
+            except InvalidEventError as exc:
+                self._report_invalid(exc, raw.id)
+                continue
+            if event.sequence <= self._last_sequence:
+                logger.debug("dropping duplicate event %s (sequence %d)", event.id, event.sequence)
+                continue
+            self._last_sequence = event.sequence
+            self._cursor = event.id
+            yield event
+
+    def _report_invalid(self, exc: InvalidEventError, sse_id: Optional[str]) -> None:
+        logger.warning("skipping an event that cannot be parsed (id %s): %s", sse_id, exc)
+        if self._on_invalid is not None:
+            try:
+                self._on_invalid(exc)
+            except Exception:
+                logger.exception("on_invalid callback raised")
+
+    def __repr__(self) -> str:
+        return f"<TaskEventStream cursor={self._cursor!r} {'closed' if self.closed else 'open'}>"

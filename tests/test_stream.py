@@ -1,0 +1,220 @@
+"""Client.stream_events and TaskEventStream: options, resume, de-duplication, bad input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from agentstream import (
+    Client,
+    ConfigurationError,
+    EventType,
+    InsufficientScopeError,
+    InvalidEventError,
+    NotFoundError,
+    RetryPolicy,
+    StreamOptions,
+    TaskEventType,
+)
+from agentstream.stream import DEFAULT_STREAM_READ_TIMEOUT, read_timeout_for
+
+from .scripted_server import Conn, ScriptedServer
+
+KEY = "sk_test_do_not_print_me"
+FAST = RetryPolicy(initial_delay=0.005, max_delay=0.02)
+
+
+def envelope(sequence: int, type: str = "message.chunk", data: Any = "hi") -> dict[str, Any]:
+    return {
+        "id": f"evt_{sequence}",
+        "type": type,
+        "sequence": sequence,
+        "occurredAt": "2026-11-20T10:00:00.123Z",
+        "taskId": "task_1",
+        "organizationId": "org_local",
+        "taskVersion": sequence,
+        "traceId": None,
+        "data": data,
+    }
+
+
+def frame(env: dict[str, Any]) -> bytes:
+    return f"id: {env['id']}\nevent: {env['type']}\ndata: {json.dumps(env)}\n\n".encode()
+
+
+def client_for(server: ScriptedServer) -> Client:
+    return Client(server.url(""), KEY, retry=FAST)
+
+
+def stream_and_hold(*frames: bytes, end: bool = False):
+    def script(conn: Conn) -> None:
+        conn.start()
+        for f in frames:
+            conn.send(f)
+        if end:
+            conn.end()
+        else:
+            conn.wait_closed_by_client(10)
+
+    return script
+
+
+# -- options ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("heartbeat", [0, 301, -1, 1.5, True, "30"])
+def test_heartbeat_outside_1_to_300_is_a_value_error(heartbeat: Any) -> None:
+    with pytest.raises(ValueError, match="heartbeat_seconds"):
+        StreamOptions(heartbeat_seconds=heartbeat)
+
+
+def test_unknown_event_type_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match=r"unknown event type 'task\.exploded'"):
+        StreamOptions(event_types=["task.shipped", "task.exploded"])
+    with pytest.raises(ValueError, match="list of event types"):
+        StreamOptions(event_types="task.shipped")
+
+
+def test_options_accept_wire_strings_and_every_alias() -> None:
+    options = StreamOptions(
+        event_types=[TaskEventType.TASK_SHIPPED.value, EventType.Chunk, "auth.required"],
+        task_id="task_9",
+        heartbeat_seconds=30,
+    )
+    assert options.query_params() == {
+        "eventTypes": "task.shipped,message.chunk,auth.required",
+        "taskId": "task_9",
+        "heartbeatSeconds": "30",
+    }
+    assert StreamOptions().query_params() == {}
+
+
+def test_read_timeout_follows_the_heartbeat() -> None:
+    assert read_timeout_for(StreamOptions(heartbeat_seconds=1)) == 3.0
+    assert read_timeout_for(StreamOptions(heartbeat_seconds=30)) == 61.0
+    assert read_timeout_for(StreamOptions()) == DEFAULT_STREAM_READ_TIMEOUT
+
+
+# -- client configuration -----------------------------------------------------------
+
+
+def test_missing_key_fails_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGENTSTREAM_API_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="AGENTSTREAM_API_KEY"):
+        Client()
+
+
+def test_environment_fallback_and_hidden_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTSTREAM_BASE_URL", "http://127.0.0.1:9999/")
+    monkeypatch.setenv("AGENTSTREAM_API_KEY", KEY)
+    client = Client()
+    assert client.base_url == "http://127.0.0.1:9999"
+    assert KEY not in repr(client)
+    with pytest.raises(ConfigurationError, match="http"):
+        Client("127.0.0.1:8787", KEY)
+
+
+# -- streaming ------------------------------------------------------------------------
+
+
+def test_request_carries_options_key_and_resumes_with_the_cursor(server: ScriptedServer) -> None:
+    server.script(
+        "/task-events/stream",
+        stream_and_hold(frame(envelope(1)), frame(envelope(2)), end=True),
+        stream_and_hold(frame(envelope(3))),
+    )
+    options = StreamOptions(event_types=["message.chunk"], heartbeat_seconds=5, cursor="evt_0")
+    with client_for(server).stream_events(options) as stream:
+        assert [next(stream).sequence for _ in range(3)] == [1, 2, 3]
+        assert stream.cursor == "evt_3"
+    first, second = server.requests[:2]
+    assert first.query == {
+        "eventTypes": "message.chunk",
+        "heartbeatSeconds": "5",
+        "cursor": "evt_0",
+    }
+    assert first.headers["authorization"] == f"Bearer {KEY}"
+    assert first.headers["last-event-id"] == "evt_0"
+    assert (second.query["cursor"], second.headers["last-event-id"]) == ("evt_2", "evt_2")
+
+
+def test_events_already_delivered_are_not_delivered_again(server: ScriptedServer) -> None:
+    # A server that replays from an older point after a reconnect: the stream
+    # drops what it has already delivered, by sequence.
+    server.script(
+        "/task-events/stream",
+        stream_and_hold(frame(envelope(1)), frame(envelope(2)), end=True),
+        stream_and_hold(frame(envelope(1)), frame(envelope(2)), frame(envelope(3))),
+    )
+    with client_for(server).stream_events() as stream:
+        assert [next(stream).id for _ in range(3)] == ["evt_1", "evt_2", "evt_3"]
+
+
+def test_unparseable_event_is_reported_and_the_stream_goes_on(server: ScriptedServer) -> None:
+    reported: list[InvalidEventError] = []
+    server.script(
+        "/task-events/stream",
+        stream_and_hold(
+            b"id: evt_x\ndata: {not json\n\n",
+            b'id: evt_y\ndata: {"type": "task.shipped"}\n\n',
+            frame(envelope(5)),
+        ),
+    )
+    with client_for(server).stream_events(on_invalid=reported.append) as stream:
+        event = next(stream)
+    assert event.sequence == 5
+    assert [type(e) for e in reported] == [InvalidEventError, InvalidEventError]
+    assert reported[0].raw == "{not json"
+    assert "'id'" in str(reported[1])
+
+
+def test_unknown_types_and_drifted_payloads_pass_through(server: ScriptedServer) -> None:
+    server.script(
+        "/task-events/stream",
+        stream_and_hold(
+            frame(envelope(1, "task.teleported", {"to": "mars"})),
+            frame(envelope(2, "tool_call.completed", {"toolName": 7})),
+        ),
+    )
+    with client_for(server).stream_events() as stream:
+        unknown, drifted = next(stream), next(stream)
+    assert (unknown.type, unknown.data) == ("task.teleported", {"to": "mars"})
+    assert drifted.type == EventType.TOOL_CALL_COMPLETED
+    assert drifted.data == {"toolName": 7}
+    assert drifted.validation_error is not None
+    assert drifted.task_id == "task_1"
+
+
+def test_insufficient_scope_before_any_event_without_retry(server: ScriptedServer) -> None:
+    body = {
+        "error": {
+            "code": "insufficient_scope",
+            "message": "needs events:read",
+            "details": {"requiredScope": "events:read"},
+        }
+    }
+    server.script("/task-events/stream", lambda conn: conn.respond(403, json.dumps(body).encode()))
+    stream = client_for(server).stream_events()
+    with pytest.raises(InsufficientScopeError) as info:
+        next(stream)
+    assert info.value.required_scope == "events:read"
+    assert len(server.requests) == 1
+    assert KEY not in f"{info.value} {info.value!r} {info.value.headers}"
+
+
+def test_invalid_options_fail_before_any_request(server: ScriptedServer) -> None:
+    client = client_for(server)
+    with pytest.raises(ValueError, match="heartbeat"):
+        client.stream_events(StreamOptions(heartbeat_seconds=0))
+    assert server.requests == []
+
+
+def test_api_call_errors_are_typed(server: ScriptedServer) -> None:
+    server.script(
+        "/tasks/nope",
+        lambda conn: conn.respond(404, b'{"error": {"code": "not_found", "message": "no task"}}'),
+    )
+    with pytest.raises(NotFoundError, match="no task"):
+        client_for(server).request("GET", "/tasks/nope")

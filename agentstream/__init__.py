@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 
+from . import signals
 from .client import DEFAULT_BASE_URL, Client
+from .cursors import CursorStore, FileCursorStore, MemoryCursorStore, SQLiteCursorStore
+from .dispatch import Registry, default_registry, on, on_auth_event, on_event, on_unknown
 from .errors import (
     AgentStreamError,
     APIError,
@@ -32,6 +35,7 @@ from .errors import (
     StreamError,
 )
 from .event_types import EventType, TaskEventType, TaskStatus, TaskUpdateEventType
+from .listener import Listener, ListenerStats
 from .models import (
     Analyze,
     AuthEvent,
@@ -52,6 +56,7 @@ from .models import (
 )
 from .sse import RetryPolicy
 from .stream import StreamOptions, TaskEventStream
+from .tasks import Task
 
 __version__ = "0.1.0.dev0"
 
@@ -69,22 +74,30 @@ __all__ = [
     "ConnectionLostError",
     "ContentTypeError",
     "CursorExpiredError",
+    "CursorStore",
     "EventTooLargeError",
     "EventType",
+    "FileCursorStore",
     "InsufficientScopeError",
     "InvalidEventError",
+    "Listener",
+    "ListenerStats",
+    "MemoryCursorStore",
     "NotFoundError",
     "PermissionDeniedError",
     "PlanStep",
     "PlanUpdated",
     "RateLimitError",
     "RedirectError",
+    "Registry",
     "RetryBudgetExhaustedError",
     "RetryPolicy",
+    "SQLiteCursorStore",
     "ServerError",
     "StreamError",
     "StreamOptions",
     "SubAgentTrigger",
+    "Task",
     "TaskCompacted",
     "TaskEvent",
     "TaskEventStream",
@@ -99,8 +112,14 @@ __all__ = [
     "ToolCallRequest",
     "ToolCallResult",
     "__version__",
+    "default_registry",
+    "on",
+    "on_auth_event",
+    "on_event",
+    "on_unknown",
     "parse_event",
     "payload_model_for",
+    "signals",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

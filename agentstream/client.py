@@ -6,12 +6,19 @@ import logging
 import os
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
+from urllib.parse import quote
 
 import requests
 
+from .cursors import CursorStore
+from .dispatch import Registry
 from .errors import ConfigurationError, ConnectionLostError, InvalidEventError, error_for_response
+from .event_types import EventType
+from .listener import Listener
+from .models import TaskEvent
 from .sse import EventSource, Happening, RetryPolicy
 from .stream import StreamOptions, TaskEventStream, read_timeout_for
+from .tasks import Task
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
 
@@ -106,6 +113,79 @@ class Client:
         )
         return TaskEventStream(source, on_invalid=on_invalid)
 
+    def listen(
+        self,
+        options: Optional[StreamOptions] = None,
+        *,
+        registry: Optional[Registry] = None,
+        cursor_store: Optional[CursorStore] = None,
+        name: str = "default",
+        workers: int = 1,
+        queue_size: int = 1000,
+    ) -> Listener:
+        """A :class:`~agentstream.listener.Listener` for this client's stream (not started).
+
+        ``client.listen(StreamOptions(heartbeat_seconds=30)).run_forever()``
+        runs the handlers registered with :func:`agentstream.on` until Ctrl-C.
+        """
+        return Listener(
+            self,
+            options,
+            registry=registry,
+            cursor_store=cursor_store,
+            name=name,
+            workers=workers,
+            queue_size=queue_size,
+        )
+
+    # -- tasks --------------------------------------------------------------
+
+    def create_task(
+        self,
+        prompt: str,
+        *,
+        events_streaming: bool = False,
+        metadata: Optional[Mapping[str, Any]] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Task:
+        """Create a task (``POST /tasks``). With ``idempotency_key``, retrying
+        the same call returns the same task instead of creating another."""
+        body = {
+            "prompt": prompt,
+            "eventsStreaming": events_streaming,
+            "metadata": dict(metadata or {}),
+        }
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return Task.from_json(self, self.request("POST", "/tasks", json=body, headers=headers))
+
+    def get_task(self, task_id: str) -> Task:
+        """Fetch a task (``GET /tasks/{id}``); raises ``NotFoundError`` if there is none."""
+        return Task.from_json(self, self.request("GET", f"/tasks/{_segment(task_id)}"))
+
+    def stop_task(self, task_id: str) -> Task:
+        """Cancel a task (``POST /tasks/{id}/stop``) and return it."""
+        return Task.from_json(self, self.request("POST", f"/tasks/{_segment(task_id)}/stop"))
+
+    def publish_event(
+        self,
+        type: Any,
+        data: Any = None,
+        *,
+        task_id: Optional[str] = None,
+        trace_id: Optional[str] = None,
+    ) -> TaskEvent:
+        """Publish an event (``POST /task-events``, scope ``events:write``).
+
+        The server assigns ``id``, ``sequence`` and ``occurredAt``; the
+        stored event is returned.
+        """
+        body: dict[str, Any] = {"type": str(EventType(type)), "data": data}
+        if task_id is not None:
+            body["taskId"] = task_id
+        if trace_id is not None:
+            body["traceId"] = trace_id
+        return TaskEvent.from_dict(self.request("POST", "/task-events", json=body))
+
     # -- plain API calls --------------------------------------------------
 
     def request(
@@ -149,3 +229,7 @@ class Client:
 
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.__api_key}"}
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")

@@ -1,0 +1,293 @@
+"""Handlers: the :class:`Registry` and the module-level decorators.
+
+::
+
+    from agentstream import on, on_auth_event
+
+    @on("task.shipped")
+    def shipped(event): ...
+
+    @on_auth_event
+    def needs_login(event): ...
+
+A decorator returns the function unchanged, so a handler stays a plain
+function that tests can call. Registries hold handlers strongly (unlike
+blinker's default), so a handler defined inside a function keeps firing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, Callable, Optional, TypeVar, Union, overload
+
+from blinker import Signal
+
+from . import signals
+from .event_types import EventType
+from .models import TaskEvent
+
+__all__ = [
+    "DispatchResult",
+    "Handler",
+    "Registry",
+    "default_registry",
+    "on",
+    "on_auth_event",
+    "on_event",
+    "on_unknown",
+]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[TaskEvent], Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_KNOWN = frozenset(member.value for member in EventType)
+_UNKNOWN = object()  # the pattern of on_unknown handlers
+_CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class _Registration:
+    handler: Handler
+    patterns: tuple[Any, ...]  # wire strings, glob patterns, or _UNKNOWN
+    task_id: Optional[str]
+
+    def matches(self, event_type: str, known: bool, task_id: Optional[str]) -> bool:
+        if self.task_id is not None and self.task_id != task_id:
+            return False
+        for pattern in self.patterns:
+            if pattern is _UNKNOWN:
+                if not known:
+                    return True
+            elif pattern == event_type or ("*" in pattern and fnmatchcase(event_type, pattern)):
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    """What happened when one event was dispatched."""
+
+    handled: int
+    """How many handlers ran (including those that raised)."""
+    errors: tuple[tuple[Handler, BaseException], ...]
+    """The handlers that raised, with their exceptions."""
+
+
+class Registry:
+    """An ordered set of event handlers.
+
+    Handlers run in registration order, one event at a time. A handler that
+    raises is logged with the event id and reported on
+    :data:`agentstream.signals.handler_failed`; the other handlers of that
+    event still run.
+    """
+
+    def __init__(self) -> None:
+        self._registrations: list[_Registration] = []
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, Optional[str]], tuple[Handler, ...]] = {}
+
+    # -- registering --------------------------------------------------------
+
+    def on(
+        self, *event_types: Union[str, EventType], task_id: Optional[str] = None
+    ) -> Callable[[F], F]:
+        """Decorator: call the function for events of these types.
+
+        Types are wire strings (``"task.shipped"``), :class:`EventType` members
+        (any alias), or glob patterns (``"task.*"``, ``"*"``). ``task_id``
+        limits the handler to one task. An exact type outside the vocabulary
+        is a ``ValueError`` (a typo would otherwise never fire); use
+        :meth:`on_unknown` to receive types this version does not know.
+        """
+        if not event_types:
+            raise ValueError("on() needs at least one event type; use on_event for all events")
+        patterns = tuple(_pattern(t) for t in event_types)
+
+        def decorator(fn: F) -> F:
+            self.add(fn, patterns, task_id=task_id)
+            return fn
+
+        return decorator
+
+    @overload
+    def on_event(self, fn: F, /) -> F: ...
+    @overload
+    def on_event(self, /, *, task_id: Optional[str] = None) -> Callable[[F], F]: ...
+    def on_event(self, fn: Optional[F] = None, /, *, task_id: Optional[str] = None) -> Any:
+        """Decorator: call the function for every event (optionally of one task)."""
+        return self._decorate(fn, ("*",), task_id)
+
+    @overload
+    def on_auth_event(self, fn: F, /) -> F: ...
+    @overload
+    def on_auth_event(self, /, *, task_id: Optional[str] = None) -> Callable[[F], F]: ...
+    def on_auth_event(self, fn: Optional[F] = None, /, *, task_id: Optional[str] = None) -> Any:
+        """Decorator: call the function for ``auth.required`` events."""
+        return self._decorate(fn, (EventType.AUTH_REQUIRED.value,), task_id)
+
+    @overload
+    def on_unknown(self, fn: F, /) -> F: ...
+    @overload
+    def on_unknown(self, /, *, task_id: Optional[str] = None) -> Callable[[F], F]: ...
+    def on_unknown(self, fn: Optional[F] = None, /, *, task_id: Optional[str] = None) -> Any:
+        """Decorator: call the function for events whose type is not in the vocabulary."""
+        return self._decorate(fn, (_UNKNOWN,), task_id)
+
+    def _decorate(self, fn: Optional[F], patterns: tuple[Any, ...], task_id: Optional[str]) -> Any:
+        def decorator(handler: F) -> F:
+            self.add(handler, patterns, task_id=task_id)
+            return handler
+
+        return decorator if fn is None else decorator(fn)
+
+    def add(
+        self,
+        handler: Handler,
+        event_types: tuple[Any, ...] = ("*",),
+        *,
+        task_id: Optional[str] = None,
+    ) -> None:
+        """Register ``handler`` (what the decorators call)."""
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {handler!r}")
+        patterns = tuple(p if p is _UNKNOWN else _pattern(p) for p in event_types)
+        with self._lock:
+            self._registrations.append(_Registration(handler, patterns, task_id))
+            self._cache.clear()
+
+    def remove(self, handler: Handler) -> bool:
+        """Unregister every registration of ``handler``; True if there was one."""
+        with self._lock:
+            before = len(self._registrations)
+            self._registrations = [r for r in self._registrations if r.handler != handler]
+            self._cache.clear()
+            return len(self._registrations) != before
+
+    def clear(self) -> None:
+        """Remove every handler."""
+        with self._lock:
+            self._registrations = []
+            self._cache.clear()
+
+    def __len__(self) -> int:
+        return len(self._registrations)
+
+    # -- dispatching ----------------------------------------------------------
+
+    def handlers_for(self, event: TaskEvent) -> tuple[Handler, ...]:
+        """The handlers an event goes to, in registration order."""
+        event_type = str(event.type)
+        key = (event_type, event.task_id)
+        handlers = self._cache.get(key)
+        if handlers is None:
+            known = event_type in _KNOWN
+            with self._lock:
+                handlers = tuple(
+                    r.handler
+                    for r in self._registrations
+                    if r.matches(event_type, known, event.task_id)
+                )
+                if len(self._cache) >= _CACHE_LIMIT:
+                    self._cache.clear()
+                self._cache[key] = handlers
+        return handlers
+
+    def dispatch(
+        self, event: TaskEvent, *, sender: Any = None, signal: Optional[Signal] = None
+    ) -> DispatchResult:
+        """Run the event's handlers, then the receivers of ``signal`` (if given).
+
+        ``signal`` is sent with the event type string as sender and
+        ``event=`` (and ``listener=sender``). Failures are logged, reported on
+        :data:`~agentstream.signals.handler_failed` with ``sender``, and
+        returned; they never propagate.
+        """
+        errors: list[tuple[Handler, BaseException]] = []
+        handled = 0
+        for handler in self.handlers_for(event):
+            handled += 1
+            try:
+                handler(event)
+            except Exception as exc:
+                errors.append((handler, exc))
+                _report(sender if sender is not None else self, event, handler, exc)
+        if signal is not None and signal.receivers:
+            type_sender = str(event.type)
+            for receiver in signal.receivers_for(type_sender):
+                try:
+                    receiver(type_sender, event=event, listener=sender)
+                except Exception as exc:
+                    errors.append((receiver, exc))
+                    _report(sender if sender is not None else self, event, receiver, exc)
+        return DispatchResult(handled, tuple(errors))
+
+
+def _report(sender: Any, event: TaskEvent, handler: Handler, exc: BaseException) -> None:
+    name = getattr(handler, "__qualname__", repr(handler))
+    logger.error("handler %s failed on event %s (%s)", name, event.id, event.type, exc_info=exc)
+    for receiver in signals.handler_failed.receivers_for(sender):
+        try:
+            receiver(sender, event=event, handler=handler, error=exc)
+        except Exception:
+            logger.exception("handler_failed receiver %r raised", receiver)
+
+
+def _pattern(event_type: Union[str, EventType]) -> str:
+    if isinstance(event_type, EventType):
+        return event_type.value
+    if not isinstance(event_type, str) or not event_type:
+        raise TypeError(f"event type must be a non-empty str or EventType, got {event_type!r}")
+    if "*" in event_type or event_type in _KNOWN:
+        return event_type
+    raise ValueError(
+        f"unknown event type {event_type!r}: use a type from agentstream.EventType, "
+        f"a pattern such as 'task.*', or on_unknown() for types this version does not know"
+    )
+
+
+default_registry = Registry()
+"""The registry the module-level decorators fill, and listeners use by default."""
+
+
+def on(*event_types: Union[str, EventType], task_id: Optional[str] = None) -> Callable[[F], F]:
+    """Decorator on the default registry: see :meth:`Registry.on`."""
+    return default_registry.on(*event_types, task_id=task_id)
+
+
+@overload
+def on_event(fn: F, /) -> F: ...
+@overload
+def on_event(*, task_id: Optional[str] = None) -> Callable[[F], F]: ...
+def on_event(fn: Optional[F] = None, /, *, task_id: Optional[str] = None) -> Any:
+    """Decorator on the default registry: every event. See :meth:`Registry.on_event`."""
+    if fn is not None:
+        return default_registry.on_event(fn)
+    return default_registry.on_event(task_id=task_id)
+
+
+@overload
+def on_auth_event(fn: F, /) -> F: ...
+@overload
+def on_auth_event(*, task_id: Optional[str] = None) -> Callable[[F], F]: ...
+def on_auth_event(fn: Optional[F] = None, /, *, task_id: Optional[str] = None) -> Any:
+    """Decorator on the default registry: ``auth.required`` events."""
+    if fn is not None:
+        return default_registry.on_auth_event(fn)
+    return default_registry.on_auth_event(task_id=task_id)
+
+
+@overload
+def on_unknown(fn: F, /) -> F: ...
+@overload
+def on_unknown(*, task_id: Optional[str] = None) -> Callable[[F], F]: ...
+def on_unknown(fn: Optional[F] = None, /, *, task_id: Optional[str] = None) -> Any:
+    """Decorator on the default registry: types outside the vocabulary."""
+    if fn is not None:
+        return default_registry.on_unknown(fn)
+    return default_registry.on_unknown(task_id=task_id)

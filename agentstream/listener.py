@@ -1,0 +1,335 @@
+"""The Listener: a daemon thread that follows a stream and runs handlers.
+
+::
+
+    listener = client.listen(StreamOptions(heartbeat_seconds=30))
+    listener.run_forever()          # a script: Ctrl-C or SIGTERM stops it cleanly
+
+    with client.listen() as listener:   # an app: started, and stopped on exit
+        ...
+
+One reader thread owns the reconnecting stream and puts events on bounded
+queues; ``workers`` handler threads take them off and run the registry's
+handlers. A full queue makes the reader wait, so a slow handler slows the
+connection down (TCP pushes back on the server) instead of dropping events.
+Events of one task always go to the same worker, so they are handled in
+stream order. The cursor advances only past events whose handlers have all
+returned, and is saved to the cursor store after each one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import signal
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Optional
+
+from . import signals
+from .cursors import CursorStore, MemoryCursorStore
+from .dispatch import DispatchResult, Registry, default_registry
+from .errors import InvalidEventError
+from .models import TaskEvent
+from .sse import Comment, Connected, Disconnected, Failed, Happening, Retrying
+from .stream import StreamOptions, TaskEventStream
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["Listener", "ListenerStats"]
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class ListenerStats:
+    """Counters of a listener (a snapshot)."""
+
+    events_handled: int
+    """Events whose handlers have all returned (or raised)."""
+    handler_failures: int
+    """Handler calls that raised."""
+    reconnects: int
+    """Connections made after the first one."""
+    invalid_events: int
+    """Events skipped because they could not be parsed."""
+    last_event_at: Optional[float]
+    """``time.time()`` when the last event was handled, or None."""
+
+
+class Listener:
+    """Follows one stream on a daemon thread and dispatches each event.
+
+    Create it with :meth:`Client.listen <agentstream.Client.listen>`.
+
+    :param client: the client whose stream to follow.
+    :param options: what to stream (:class:`~agentstream.StreamOptions`).
+    :param registry: the handlers; default the module-level decorators' one.
+    :param cursor_store: where the cursor is saved; with a durable store a
+        restarted process resumes after the last handled event. Default: in
+        memory.
+    :param name: the key of this listener's cursor in the store.
+    :param workers: handler threads; events of one task keep their order.
+    :param queue_size: events waiting per worker before the reader waits.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        options: Optional[StreamOptions] = None,
+        *,
+        registry: Optional[Registry] = None,
+        cursor_store: Optional[CursorStore] = None,
+        name: str = "default",
+        workers: int = 1,
+        queue_size: int = 1000,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self._client = client
+        self.options = options or StreamOptions()
+        self.registry = registry if registry is not None else default_registry
+        self.cursor_store: CursorStore = cursor_store or MemoryCursorStore()
+        self.name = name
+        self._queues: list[queue.Queue[Any]] = [queue.Queue(queue_size) for _ in range(workers)]
+        self._stream: Optional[TaskEventStream] = None
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._finished = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[int, list[Any]] = OrderedDict()  # sequence -> [id, done]
+        self._cursor: Optional[str] = None
+        self._saved_sequence = -1
+        self._running_workers = 0
+        self._error: Optional[BaseException] = None
+        self._handled = 0
+        self._failures = 0
+        self._connections = 0
+        self._invalid = 0
+        self._last_event_at: Optional[float] = None
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def cursor(self) -> Optional[str]:
+        """The id of the last event whose handlers have all returned."""
+        return self._cursor
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        """Why the listener stopped by itself (retry budget spent, 401, ...), or None."""
+        return self._error
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and the end of the threads."""
+        return bool(self._threads) and not self._finished.is_set()
+
+    @property
+    def stats(self) -> ListenerStats:
+        """Counters: events handled, handler failures, reconnects, last event time."""
+        with self._lock:
+            return ListenerStats(
+                events_handled=self._handled,
+                handler_failures=self._failures,
+                reconnects=max(0, self._connections - 1),
+                invalid_events=self._invalid,
+                last_event_at=self._last_event_at,
+            )
+
+    # -- control ----------------------------------------------------------------
+
+    def start(self) -> Listener:
+        """Connect and start the threads. Returns the listener."""
+        if self._threads:
+            raise RuntimeError("this listener was already started; create a new one")
+        cursor = self.options.cursor or self.cursor_store.load(self.name)
+        self._cursor = cursor
+        self._stream = self._client.stream_events(
+            replace(self.options, cursor=cursor),
+            on_happening=self._on_happening,
+            on_invalid=self._on_invalid,
+        )
+        self._running_workers = len(self._queues)
+        for index, events in enumerate(self._queues):
+            self._threads.append(
+                threading.Thread(
+                    target=self._work,
+                    args=(events,),
+                    name=f"agentstream-{self.name}-worker-{index}",
+                    daemon=True,
+                )
+            )
+        self._threads.append(
+            threading.Thread(target=self._read, name=f"agentstream-{self.name}-reader", daemon=True)
+        )
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, timeout: Optional[float] = None) -> bool:
+        """Stop, from any thread; the handler in progress finishes.
+
+        Events read but not yet handled are left for the next start (the
+        cursor has not passed them). Returns True if every thread ended
+        within ``timeout`` seconds (None: wait as long as it takes).
+        """
+        self._stopping.set()
+        if self._stream is not None:
+            self._stream.close()
+        for events in self._queues:
+            # A full queue means a busy worker: it sees _stopping when its handler returns.
+            with contextlib.suppress(queue.Full):
+                events.put_nowait(_STOP)
+        return self.join(timeout)
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the threads to end (stopped, failed, or the stream ended)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            if thread is threading.current_thread():
+                continue
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+        return not any(t.is_alive() for t in self._threads if t is not threading.current_thread())
+
+    def run_forever(self) -> None:
+        """Run until Ctrl-C or SIGTERM (then return), or until the listener fails.
+
+        Meant as the last line of a script. On failure (retry budget spent, a
+        401 or 403...) it raises ``SystemExit`` with a message saying why, so
+        the script exits non-zero.
+        """
+        if not self._threads:
+            self.start()
+        previous: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, self._on_signal)
+        try:
+            while not self._finished.wait(0.5):
+                pass
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self.stop()
+        if self._error is not None:
+            raise SystemExit(f"agentstream: listener {self.name!r} stopped: {self._error}")
+
+    def __enter__(self) -> Listener:
+        if not self._threads:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else ("stopped" if self._threads else "new")
+        return f"<Listener {self.name!r} {state} cursor={self._cursor!r}>"
+
+    # -- threads ------------------------------------------------------------------
+
+    def _read(self) -> None:
+        assert self._stream is not None
+        count = len(self._queues)
+        try:
+            for event in self._stream:
+                with self._lock:
+                    self._pending[event.sequence] = [event.id, False]
+                events = self._queues[hash(event.task_id) % count if count > 1 else 0]
+                if not self._put(events, event):
+                    return
+        except Exception as exc:
+            self._error = exc
+            logger.error("listener %r stopped: %s", self.name, exc)
+        finally:
+            for events in self._queues:
+                self._put(events, _STOP)
+
+    def _put(self, events: queue.Queue[Any], item: Any) -> bool:
+        while True:
+            try:
+                events.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                if self._stopping.is_set():
+                    return False
+
+    def _work(self, events: queue.Queue[Any]) -> None:
+        try:
+            while True:
+                item = events.get()
+                if item is _STOP or self._stopping.is_set():
+                    return
+                result = self.registry.dispatch(item, sender=self, signal=signals.event_received)
+                self._complete(item, result)
+        finally:
+            with self._lock:
+                self._running_workers -= 1
+                last = self._running_workers == 0
+            if last:
+                self._finished.set()
+
+    def _complete(self, event: TaskEvent, result: DispatchResult) -> None:
+        with self._lock:
+            self._handled += 1
+            self._failures += len(result.errors)
+            self._last_event_at = time.time()
+            self._pending[event.sequence][1] = True
+            advanced: Optional[tuple[int, str]] = None
+            while self._pending:
+                sequence, (event_id, done) = next(iter(self._pending.items()))
+                if not done:
+                    break
+                self._pending.popitem(last=False)
+                advanced = (sequence, event_id)
+            if advanced is None:
+                return
+            sequence, self._cursor = advanced[0], advanced[1]
+            if sequence <= self._saved_sequence:
+                return
+            self._saved_sequence = sequence
+            try:
+                self.cursor_store.save(self.name, advanced[1])
+            except Exception:
+                logger.exception("could not save the cursor of listener %r", self.name)
+
+    # -- happenings to signals ------------------------------------------------------
+
+    def _on_happening(self, happening: Happening) -> None:
+        if isinstance(happening, Comment):
+            signals.heartbeat.send(self, comment=happening.text)
+        elif isinstance(happening, Connected):
+            with self._lock:
+                self._connections += 1
+            signals.connected.send(self, url=happening.url, cursor=happening.last_event_id)
+        elif isinstance(happening, Disconnected):
+            signals.disconnected.send(self, reason=happening.reason, error=happening.error)
+        elif isinstance(happening, Retrying):
+            signals.retrying.send(
+                self, delay=happening.delay, attempt=happening.attempt, error=happening.error
+            )
+        elif isinstance(happening, Failed):
+            signals.failed.send(self, error=happening.error)
+
+    def _on_invalid(self, error: InvalidEventError) -> None:
+        with self._lock:
+            self._invalid += 1
+        signals.invalid_event.send(self, error=error)
+
+    def _on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
+        logger.info("listener %r: signal %d, stopping", self.name, signum)
+        self._stopping.set()
+        if self._stream is not None:
+            self._stream.close()
+        self._finished.set()

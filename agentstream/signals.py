@@ -1,0 +1,105 @@
+"""blinker signals sent by listeners.
+
+All signals live in a private :class:`blinker.Namespace`. Connect with
+``weak=False`` for a closure or a lambda: blinker holds receivers weakly by
+default, so a function defined inside another one silently disappears once
+its scope ends. (Handlers registered with :func:`agentstream.on` and friends
+are held strongly; they do not have this problem.)
+
+Receivers run on the listener's threads. An exception in a receiver is
+logged and reported on :data:`handler_failed`; it never stops the listener
+and never keeps the other receivers from running (blinker's own ``send()``
+would stop at the first receiver that raises; agentstream calls receivers
+one by one instead).
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+__all__ = [
+    "connected",
+    "disconnected",
+    "event_received",
+    "failed",
+    "handler_failed",
+    "heartbeat",
+    "invalid_event",
+    "retrying",
+]
+
+_signals = Namespace()
+
+event_received = _signals.signal(
+    "event-received",
+    doc="""Sent for every event a listener handles, after its decorator handlers.
+
+    Sender: the event type as a string (``"task.shipped"``), so
+    ``event_received.connect(fn, sender="task.shipped", weak=False)`` receives
+    only that type. Keyword arguments: ``event`` (the
+    :class:`~agentstream.models.TaskEvent`), ``listener``.
+    """,
+)
+
+connected = _signals.signal(
+    "connected",
+    doc="""Sent when a listener's stream is connected.
+
+    Sender: the :class:`~agentstream.listener.Listener`. Keyword arguments:
+    ``url``, ``cursor`` (the id it resumed from, or None).
+    """,
+)
+
+disconnected = _signals.signal(
+    "disconnected",
+    doc="""Sent when a listener's connection ends.
+
+    Sender: the listener. Keyword arguments: ``reason`` (str), ``error`` (the
+    exception, or None for a clean end).
+    """,
+)
+
+retrying = _signals.signal(
+    "retrying",
+    doc="""Sent before a listener waits to reconnect.
+
+    Sender: the listener. Keyword arguments: ``delay`` (seconds), ``attempt``
+    (1 for the first retry), ``error``.
+    """,
+)
+
+failed = _signals.signal(
+    "failed",
+    doc="""Sent when a listener gives up (retry budget spent, or an error that is
+    not retried such as 401 or 403); the listener then stops.
+
+    Sender: the listener. Keyword arguments: ``error``.
+    """,
+)
+
+heartbeat = _signals.signal(
+    "heartbeat",
+    doc="""Sent for each heartbeat comment the server sends on a quiet stream.
+
+    Sender: the listener. Keyword arguments: ``comment`` (its text).
+    """,
+)
+
+handler_failed = _signals.signal(
+    "handler-failed",
+    doc="""Sent when a handler or a signal receiver raises.
+
+    Sender: the listener (or the registry, when dispatching outside a
+    listener). Keyword arguments: ``event``, ``handler``, ``error``. The
+    other handlers of the event still run and the stream goes on.
+    """,
+)
+
+invalid_event = _signals.signal(
+    "invalid-event",
+    doc="""Sent when an event cannot be parsed (not JSON, no ``id`` or ``type``).
+
+    Sender: the listener. Keyword arguments: ``error``
+    (:class:`~agentstream.errors.InvalidEventError`, with ``raw``).
+    """,
+)

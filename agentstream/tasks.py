@@ -1,0 +1,123 @@
+"""Tasks: :class:`Task`, what ``client.create_task()`` and ``client.get_task()`` return."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Optional
+
+from .event_types import EventType, TaskStatus
+from .models import TaskEvent, TaskSnapshot
+from .stream import StreamOptions
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["Task"]
+
+
+class Task:
+    """A task on the server, as last fetched.
+
+    Attributes mirror the task snapshot: ``id``, ``identifier``, ``status``,
+    ``prompt``, ``result``, ``error``, ``events_streaming``, ``metadata``,
+    ``version``, ``created_at``, ``updated_at``, ``finished_at``.
+    :meth:`reload` fetches it again; :meth:`stop` cancels it; :meth:`events`
+    follows it live.
+    """
+
+    def __init__(self, client: Client, snapshot: TaskSnapshot) -> None:
+        self._client = client
+        self._snapshot = snapshot
+
+    @classmethod
+    def from_json(cls, client: Client, data: Any) -> Task:
+        """Build a task from the server's JSON answer."""
+        return cls(client, TaskSnapshot.model_validate(data))
+
+    @property
+    def snapshot(self) -> TaskSnapshot:
+        """The task's data as last fetched."""
+        return self._snapshot
+
+    id = property(lambda self: self._snapshot.id, doc="The task id.")
+    identifier = property(lambda self: self._snapshot.identifier, doc="Human handle, AS-<n>.")
+    prompt = property(lambda self: self._snapshot.prompt, doc="What the task was asked.")
+    result = property(lambda self: self._snapshot.result, doc="The result, once done.")
+    error = property(lambda self: self._snapshot.error, doc="Why it failed, if it did.")
+    metadata = property(lambda self: self._snapshot.metadata, doc="Caller metadata.")
+    version = property(lambda self: self._snapshot.version, doc="Grows with each change.")
+
+    @property
+    def status(self) -> TaskStatus:
+        """The status as last fetched."""
+        return self._snapshot.status
+
+    @property
+    def events_streaming(self) -> bool:
+        """Whether the task was created with ``events_streaming=True``."""
+        return self._snapshot.events_streaming
+
+    @property
+    def created_at(self) -> datetime:
+        """When the task was created."""
+        return self._snapshot.created_at
+
+    @property
+    def updated_at(self) -> datetime:
+        """When the task last changed."""
+        return self._snapshot.updated_at
+
+    @property
+    def finished_at(self) -> Optional[datetime]:
+        """When the task reached a terminal status, if it has."""
+        return self._snapshot.finished_at
+
+    @property
+    def is_finished(self) -> bool:
+        """True once the status is terminal (as last fetched)."""
+        return self._snapshot.status.is_terminal
+
+    def reload(self) -> Task:
+        """Fetch the task again; returns ``self``, updated."""
+        self._snapshot = self._client.get_task(self.id).snapshot
+        return self
+
+    def stop(self) -> Task:
+        """Cancel the task (``POST /tasks/{id}/stop``); returns ``self``, updated.
+
+        The server emits ``task.updated`` and then ``task.finished`` with
+        status ``cancelled``. Stopping a finished task raises
+        :class:`~agentstream.errors.ConflictError`.
+        """
+        self._snapshot = self._client.stop_task(self.id).snapshot
+        return self
+
+    def events(
+        self, *, heartbeat_seconds: Optional[int] = None, cursor: Optional[str] = None
+    ) -> Iterator[TaskEvent]:
+        """Follow this task's events live, from its first one, until ``task.finished``.
+
+        Raises ``ValueError`` at once if the task was not created with
+        ``events_streaming=True``. The iterator reconnects by itself and
+        raises a network error only when the client's retry budget is spent.
+        Breaking out of the loop closes the connection.
+        """
+        if not self.events_streaming:
+            raise ValueError(
+                f"task {self.id} was not created with events_streaming=True; "
+                "create it with client.create_task(..., events_streaming=True) to stream its events"
+            )
+        options = StreamOptions(task_id=self.id, heartbeat_seconds=heartbeat_seconds, cursor=cursor)
+        return _until_finished(self._client.stream_events(options))
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} {self.identifier} {self.status.value}>"
+
+
+def _until_finished(stream: Any) -> Iterator[TaskEvent]:
+    with stream:
+        for event in stream:
+            yield event
+            if event.type == EventType.TASK_FINISHED:
+                return

@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import signals
 from .cursors import CursorStore, MemoryCursorStore
@@ -106,6 +106,7 @@ class Listener:
         self._stopping = threading.Event()
         self._finished = threading.Event()
         self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)
         self._pending: OrderedDict[int, list[Any]] = OrderedDict()  # sequence -> [id, done]
         self._cursor: Optional[str] = None
         self._saved_sequence = -1
@@ -202,6 +203,23 @@ class Listener:
             thread.join(remaining)
         return not any(t.is_alive() for t in self._threads if t is not threading.current_thread())
 
+    def wait_handled(self, event: Union[TaskEvent, int], timeout: float = 10.0) -> bool:
+        """Wait until ``event`` (or every event up to this sequence) has been handled.
+
+        True once the cursor has passed it; False if ``timeout`` seconds went
+        by first, or the listener ended without handling it. For tests and
+        for flushing before shutdown: no sleeping needed.
+        """
+        sequence = event if isinstance(event, int) else event.sequence
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while self._saved_sequence < sequence:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._finished.is_set():
+                    return self._saved_sequence >= sequence
+                self._progress.wait(min(remaining, 0.1))
+            return True
+
     def run_forever(self) -> None:
         """Run until Ctrl-C or SIGTERM (then return), or until the listener fails.
 
@@ -296,6 +314,7 @@ class Listener:
             if advanced is None:
                 return
             sequence, self._cursor = advanced[0], advanced[1]
+            self._progress.notify_all()
             if sequence <= self._saved_sequence:
                 return
             self._saved_sequence = sequence

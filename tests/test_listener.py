@@ -1,0 +1,352 @@
+"""The Listener against the real reference server on 127.0.0.1.
+
+Waits are on conditions (EventRecorder, Listener.wait_handled, threading
+events), each with a bound; nothing sleeps to let something happen.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from agentstream import (
+    Client,
+    EventType,
+    Registry,
+    RetryBudgetExhaustedError,
+    RetryPolicy,
+    SQLiteCursorStore,
+    StreamOptions,
+    TaskEvent,
+    signals,
+)
+from agentstream.server import ReferenceServer
+from agentstream.testing import EventRecorder, listening
+
+
+def publish_chunks(server: ReferenceServer, count: int, task_id: str) -> list[dict[str, Any]]:
+    return [server.store.publish("message.chunk", f"part {n}", task_id) for n in range(count)]
+
+
+def new_task(server: ReferenceServer) -> str:
+    return str(server.store.create_task("test task", events_streaming=True)["id"])
+
+
+def test_handlers_get_a_simulated_run_in_stream_order(
+    agentstream_client: Client, agentstream_registry: Registry
+) -> None:
+    recorder = EventRecorder()
+    shipped = EventRecorder()
+    agentstream_registry.on_event(recorder)
+    agentstream_registry.on("task.shipped")(shipped)
+    with listening(agentstream_client, agentstream_registry) as listener:
+        task = agentstream_client.create_task("do it", events_streaming=True)
+        recorder.wait_for_type("task.finished")
+        assert listener.wait_handled(recorder.events[-1])
+        stats = listener.stats
+    events = [e for e in recorder.events if e.task_id == task.id]
+    assert [e.sequence for e in events] == sorted(e.sequence for e in events)
+    assert events[0].type == EventType.TASK_CREATED
+    assert events[-1].type == EventType.TASK_FINISHED
+    assert {str(t) for t in EventType} <= {str(e.type) for e in events}
+    assert len(shipped.events) == 1
+    assert stats.events_handled == len(recorder.events)
+    assert stats.last_event_at is not None
+    assert stats.reconnects == 0
+    assert listener.cursor == events[-1].id
+
+
+def test_a_failing_handler_is_reported_and_the_stream_goes_on(
+    agentstream_server: ReferenceServer, agentstream_client: Client, agentstream_registry: Registry
+) -> None:
+    failures: list[dict[str, Any]] = []
+    recorder = EventRecorder()
+
+    @agentstream_registry.on("message.chunk")
+    def flaky(event: TaskEvent) -> None:
+        if event.data == "part 1":
+            raise ValueError("cannot handle part 1")
+
+    agentstream_registry.on_event(recorder)
+    task_id = new_task(agentstream_server)
+    with listening(agentstream_client, agentstream_registry) as listener:
+
+        def on_failure(sender: Any, **kwargs: Any) -> None:
+            failures.append(kwargs)
+
+        signals.handler_failed.connect(on_failure, sender=listener)
+        try:
+            published = publish_chunks(agentstream_server, 3, task_id)
+            recorder.wait_for(count=3)
+            assert listener.wait_handled(published[-1]["sequence"])
+        finally:
+            signals.handler_failed.disconnect(on_failure, sender=listener)
+        assert [e.data for e in recorder.events] == ["part 0", "part 1", "part 2"]
+        assert listener.stats.handler_failures == 1
+        assert failures[0]["event"].data == "part 1"
+        assert failures[0]["handler"] is flaky
+        assert listener.cursor == published[-1]["id"]
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_stop_is_prompt_mid_read_and_leaves_no_connection(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    with listening(agentstream_client, Registry()) as listener:
+        assert agentstream_server.app.open_streams == 1
+        started = time.monotonic()
+        assert listener.stop(timeout=2.0)
+        assert time.monotonic() - started < 1.0
+    deadline = time.monotonic() + 5
+    while agentstream_server.app.open_streams and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    assert agentstream_server.app.open_streams == 0
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_stop_is_prompt_mid_backoff() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    retrying = threading.Event()
+    client = Client(
+        f"http://127.0.0.1:{port}", "k", retry=RetryPolicy(initial_delay=30, jitter=False)
+    )
+    listener = client.listen(registry=Registry())
+
+    def on_retrying(sender: Any, **kwargs: Any) -> None:
+        retrying.set()
+
+    signals.retrying.connect(on_retrying, sender=listener)
+    try:
+        listener.start()
+        assert retrying.wait(5)
+        started = time.monotonic()
+        assert listener.stop(timeout=2.0)
+        assert time.monotonic() - started < 1.0
+    finally:
+        signals.retrying.disconnect(on_retrying, sender=listener)
+        client.close()
+
+
+def test_stop_lets_the_running_handler_finish(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    registry = Registry()
+    entered, release = threading.Event(), threading.Event()
+    finished: list[str] = []
+
+    @registry.on("message.chunk")
+    def slow(event: TaskEvent) -> None:
+        entered.set()
+        release.wait(10)
+        finished.append(str(event.data))
+
+    task_id = new_task(agentstream_server)
+    with listening(agentstream_client, registry) as listener:
+        publish_chunks(agentstream_server, 3, task_id)
+        assert entered.wait(5)
+        assert not listener.stop(timeout=0.2)  # the handler is still running
+        release.set()
+        assert listener.join(5)
+    assert finished == ["part 0"]  # it finished; the queued events were not started
+    assert listener.stats.events_handled == 1
+
+
+def test_backpressure_makes_the_reader_wait_and_loses_nothing(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    registry = Registry()
+    release = threading.Event()
+    seen: list[str] = []
+
+    @registry.on("message.chunk")
+    def slow(event: TaskEvent) -> None:
+        release.wait(10)
+        seen.append(str(event.data))
+
+    task_id = new_task(agentstream_server)
+    with listening(agentstream_client, registry, queue_size=2) as listener:
+        published = publish_chunks(agentstream_server, 50, task_id)
+        # With the handler blocked, at most queue_size events wait: the reader is held.
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline and listener._queues[0].qsize() < 2:
+            threading.Event().wait(0.005)
+        assert listener._queues[0].qsize() == 2
+        release.set()
+        assert listener.wait_handled(published[-1]["sequence"])
+    assert seen == [f"part {n}" for n in range(50)]
+
+
+def test_workers_keep_each_tasks_order_and_run_in_parallel(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    registry = Registry()
+    both_running = threading.Barrier(2, timeout=5)
+    per_task: dict[str, list[int]] = {}
+    lock = threading.Lock()
+    tasks = [new_task(agentstream_server) for _ in range(2)]
+
+    @registry.on("message.chunk")
+    def record(event: TaskEvent) -> None:
+        if event.data == "part 0":
+            both_running.wait()  # needs two handlers at once: fails with one worker
+        with lock:
+            per_task.setdefault(str(event.task_id), []).append(event.sequence)
+
+    with listening(agentstream_client, registry, workers=4) as listener:
+        for _ in range(20):
+            for task_id in tasks:
+                last = agentstream_server.store.publish("message.chunk", "part 0", task_id)
+        assert listener.wait_handled(last["sequence"])
+    for task_id in tasks:
+        assert per_task[task_id] == sorted(per_task[task_id])
+        assert len(per_task[task_id]) == 20
+    assert not both_running.broken
+
+
+def test_the_cursor_passes_only_events_whose_handlers_returned(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    registry = Registry()
+    release = threading.Event()
+    other_done = EventRecorder()
+    blocked_task, other_task = new_task(agentstream_server), new_task(agentstream_server)
+
+    @registry.on("message.chunk", task_id=blocked_task)
+    def blocked(event: TaskEvent) -> None:
+        release.wait(10)
+
+    registry.on("message.chunk", task_id=other_task)(other_done)
+    with listening(agentstream_client, registry, workers=2) as listener:
+        before = agentstream_server.store.publish("message.chunk", "x", other_task)
+        assert listener.wait_handled(before["sequence"])
+        agentstream_server.store.publish("message.chunk", "slow", blocked_task)
+        later = publish_chunks(agentstream_server, 3, other_task)
+        other_done.wait_for(count=4)
+        assert listener.cursor == before["id"]  # not past the event still being handled
+        release.set()
+        assert listener.wait_handled(later[-1]["sequence"])
+        assert listener.cursor == later[-1]["id"]
+
+
+def test_a_durable_cursor_resumes_after_the_last_handled_event(
+    tmp_path: Any, agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    store = SQLiteCursorStore(tmp_path / "cursors.sqlite3")
+    task_id = new_task(agentstream_server)
+    first, second = EventRecorder(), EventRecorder()
+    registry = Registry()
+    registry.on("message.chunk")(first)
+    with listening(agentstream_client, registry, cursor_store=store, name="billing") as listener:
+        published = publish_chunks(agentstream_server, 3, task_id)
+        assert listener.wait_handled(published[-1]["sequence"])
+    assert store.load("billing") == published[-1]["id"]
+    missed = publish_chunks(agentstream_server, 2, task_id)  # while nobody listens
+    registry = Registry()
+    registry.on("message.chunk")(second)
+    with listening(agentstream_client, registry, cursor_store=store, name="billing") as listener:
+        assert listener.wait_handled(missed[-1]["sequence"])
+    assert [e.id for e in second.events] == [e["id"] for e in missed]
+    store.close()
+
+
+def test_drops_are_resumed_with_nothing_lost_or_repeated(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    recorder = EventRecorder()
+    registry = Registry()
+    registry.on("message.chunk")(recorder)
+    task_id = new_task(agentstream_server)
+    with listening(agentstream_client, registry) as listener:
+        published = publish_chunks(agentstream_server, 5, task_id)
+        recorder.wait_for(count=5)
+        agentstream_server.drop_streams()
+        published += publish_chunks(agentstream_server, 5, task_id)
+        assert listener.wait_handled(published[-1]["sequence"])
+        assert listener.stats.reconnects >= 1
+    assert [e.id for e in recorder.events] == [e["id"] for e in published]
+
+
+def test_many_tasks_over_one_connection(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    registry = Registry()
+    recorders = {}
+    tasks = [new_task(agentstream_server) for _ in range(200)]
+    for task_id in tasks:
+        recorders[task_id] = EventRecorder()
+        registry.on_event(task_id=task_id)(recorders[task_id])
+    with listening(agentstream_client, registry) as listener:
+        for round_number in range(3):
+            for task_id in tasks:
+                last = agentstream_server.store.publish("message.chunk", str(round_number), task_id)
+        assert listener.wait_handled(last["sequence"], timeout=30)
+        assert listener.stats.reconnects == 0
+        assert agentstream_server.app.open_streams == 1
+    for task_id in tasks:
+        events = recorders[task_id].events
+        assert [e.data for e in events] == ["0", "1", "2"]
+        assert {e.task_id for e in events} == {task_id}
+
+
+def test_heartbeats_and_connection_signals(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    seen: list[str] = []
+    got_heartbeat = threading.Event()
+
+    def on_connected(sender: Any, **kwargs: Any) -> None:
+        seen.append("connected")
+
+    def on_heartbeat(sender: Any, **kwargs: Any) -> None:
+        if kwargs["comment"] == "heartbeat":
+            got_heartbeat.set()
+
+    options = StreamOptions(heartbeat_seconds=1)
+    listener = agentstream_client.listen(options, registry=Registry())
+    signals.connected.connect(on_connected, sender=listener)
+    signals.heartbeat.connect(on_heartbeat, sender=listener)
+    try:
+        with listener:
+            assert got_heartbeat.wait(5)
+    finally:
+        signals.connected.disconnect(on_connected, sender=listener)
+        signals.heartbeat.disconnect(on_heartbeat, sender=listener)
+    assert seen == ["connected"]
+
+
+def test_a_spent_retry_budget_fails_the_listener() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    failed: list[BaseException] = []
+    client = Client(
+        f"http://127.0.0.1:{port}", "k", retry=RetryPolicy(initial_delay=0.01, max_attempts=1)
+    )
+    listener = client.listen(registry=Registry())
+
+    def on_failed(sender: Any, **kwargs: Any) -> None:
+        failed.append(kwargs["error"])
+
+    signals.failed.connect(on_failed, sender=listener)
+    try:
+        with pytest.raises(SystemExit, match="stopped: gave up after 2 failed attempt"):
+            listener.run_forever()
+    finally:
+        signals.failed.disconnect(on_failed, sender=listener)
+        client.close()
+    assert isinstance(listener.error, RetryBudgetExhaustedError)
+    assert failed == [listener.error]
+    assert not listener.running
+
+
+def test_listener_misuse_is_reported_clearly(agentstream_client: Client) -> None:
+    with pytest.raises(ValueError, match="workers"):
+        agentstream_client.listen(workers=0)
+    listener = agentstream_client.listen(registry=Registry())
+    with listener, pytest.raises(RuntimeError, match="already started"):
+        listener.start()
+    assert "stopped" in repr(listener)

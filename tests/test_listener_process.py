@@ -1,0 +1,97 @@
+"""A listener as its own process: killed and restarted, and stopped by signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from agentstream.server import ReferenceServer
+
+CHILD = Path(__file__).with_name("listener_child.py")
+
+
+def start_child(server: ReferenceServer, tmp: Path, *extra: str) -> subprocess.Popen[str]:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            str(CHILD),
+            server.url,
+            server.api_key,
+            str(tmp / "c.db"),
+            str(tmp / "out"),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert read_line(child.stdout, timeout=20) == "ready"
+    return child
+
+
+def read_line(stream: IO[str], timeout: float) -> str:
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stream.readline().strip()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert lines, f"no line within {timeout}s"
+    return lines[0]
+
+
+def wait_lines(path: Path, count: int, timeout: float = 20) -> list[str]:
+    # Another process writes the file: there is nothing to wait on but the file.
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        threading.Event().wait(0.01)
+
+
+def publish(server: ReferenceServer, task_id: str, numbers: range) -> None:
+    for n in numbers:
+        server.store.publish("message.chunk", f"part {n}", task_id)
+
+
+def test_killed_mid_stream_then_restarted_handles_every_event_exactly_once(
+    tmp_path: Path, agentstream_server: ReferenceServer
+) -> None:
+    task_id = str(agentstream_server.store.create_task("t", events_streaming=True)["id"])
+    first = start_child(agentstream_server, tmp_path, "20")
+    publish(agentstream_server, task_id, range(30))
+    assert len(wait_lines(tmp_path / "out", 20)) == 20  # now stuck in the handler of part 20
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    first.stdout.close()  # type: ignore[union-attr]
+    first.stderr.close()  # type: ignore[union-attr]
+    publish(agentstream_server, task_id, range(30, 40))  # while no process listens
+    second = start_child(agentstream_server, tmp_path)
+    try:
+        lines = wait_lines(tmp_path / "out", 40)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        out, err = second.communicate(timeout=10)
+    assert lines == [f"part {n}" for n in range(40)]
+    assert second.returncode == 0, err
+    assert "stopped cleanly" in out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_run_forever_exits_zero_on_ctrl_c_and_sigterm(
+    tmp_path: Path, agentstream_server: ReferenceServer, signum: int
+) -> None:
+    child = start_child(agentstream_server, tmp_path)
+    os.kill(child.pid, signum)
+    out, err = child.communicate(timeout=10)
+    assert child.returncode == 0, err
+    assert "Traceback" not in err
+    assert "stopped cleanly" in out

@@ -1,0 +1,671 @@
+"""Wire-layer throughput and held-event delay: ``agentstream.sse`` beside plain sseclient-py.
+
+Run from the repository root::
+
+    .venv/bin/python bench/wire.py            # 200,000 events, 3 rounds (~70 s on 2 cores)
+    .venv/bin/python bench/wire.py --quick    # 20,000 events, 1 round (smoke run)
+    .venv/bin/python bench/wire.py --events 50000 --rounds 5 --framings chunked,close
+
+The report (Markdown) goes to stdout and to ``bench/results/wire.md``;
+progress goes to stderr. ``bench/README.md`` explains how to read it.
+
+What runs:
+
+* A local SSE server in its own process, on raw sockets: it pre-builds N
+  ``task.updated`` events of about 500 bytes (``id:``, ``event:`` and one JSON
+  ``data:`` line each) in three framings, selected by the request path, and
+  writes each response with one ``sendall``:
+
+  - ``chunked``: HTTP/1.1 chunked encoding, 64 KiB chunks;
+  - ``per-event``: chunked encoding, one HTTP chunk per event;
+  - ``close``: no ``Transfer-Encoding``, no ``Content-Length``: the body ends
+    when the server closes the connection.
+
+* Throughput: each client, in a fresh process, requests ``/stream/<framing>``
+  and counts events up to N (checking the count and the last event ID);
+  clients and framings are interleaved over ``--rounds`` rounds and the median
+  time is reported. Two floors show that the server is not the bottleneck: a
+  raw socket read to EOF, and requests' ``iter_content(65536)`` counting blank
+  lines without parsing.
+
+* Small-event delay: ``/delay/<framing>`` sends ONE small event carrying the
+  server's ``time.time()``, stays silent for 2 s, then sends a second event and
+  closes. Each client reports how long after the send its first event was
+  yielded (same machine, same clock). A client that holds the event until more
+  bytes arrive shows about 2,000 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import multiprocessing
+import platform
+import socket
+import socketserver
+import statistics
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Optional
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+import sseclient
+
+from agentstream.sse import EventSource, RetryPolicy
+
+FRAMINGS = ("chunked", "per-event", "close")
+CHUNK_SIZE = 64 * 1024
+"""Size of an HTTP chunk in the ``chunked`` framing."""
+SILENCE = 2.0
+"""Seconds the delay endpoint stays silent after its first event."""
+READ_CHUNK = 64 * 1024
+"""Read size of the floors and of sseclient-py's best case."""
+DISTRIBUTIONS = ("agentstream", "requests", "urllib3", "sseclient-py")
+RESULTS = Path(__file__).resolve().parent / "results" / "wire.md"
+THROUGHPUT_DEADLINE = 600.0
+"""Seconds after which a throughput measurement is killed and reported as failed."""
+DELAY_DEADLINE = 30.0
+HELD_MS = 100.0
+"""A small event yielded later than this after its send counts as held."""
+READ_TIMEOUT = 60.0
+"""Read timeout given to every client that takes one (far above the 2 s silence)."""
+
+
+# -- the payload ----------------------------------------------------------------
+
+_ENVELOPE: dict[str, Any] = {
+    "id": "",
+    "type": "task.updated",
+    "sequence": 0,
+    "occurredAt": "2026-11-20T10:00:00.123Z",
+    "taskId": "task_01JD8Z3K9Q",
+    "organizationId": "org_01JD8Z3K9Q",
+    "taskVersion": 7,
+    "traceId": None,
+    "data": {
+        "taskId": "task_01JD8Z3K9Q",
+        "taskIdentifier": "AS-42",
+        "status": "in_review",
+        "previousStatus": "in_progress",
+        "changedFields": ["status", "summary"],
+        "actor": {"id": "agent_research", "role": "agent"},
+        "summary": "Draft ready: three sources compared.",
+        "availableActions": ["review", "stop"],
+        "links": {"task": "http://127.0.0.1:8787/tasks/task_01JD8Z3K9Q"},
+    },
+}
+
+
+def build_event(seq: int) -> bytes:
+    """Event number ``seq`` (from 1) as the server sends it: ``id``, ``event``, one ``data``."""
+    envelope = {**_ENVELOPE, "id": f"evt_{seq:016x}_3f9c1e", "sequence": seq}
+    data = json.dumps(envelope, separators=(",", ":"))
+    return f"id: {seq}\nevent: task.updated\ndata: {data}\n\n".encode()
+
+
+def build_events(n: int) -> list[bytes]:
+    """Events 1 to ``n``."""
+    return [build_event(seq) for seq in range(1, n + 1)]
+
+
+def chunk(piece: bytes) -> bytes:
+    """One HTTP/1.1 chunk holding ``piece``."""
+    return b"%x\r\n%s\r\n" % (len(piece), piece)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def frame(events: list[bytes], framing: str) -> bytes:
+    """The response body for ``events`` in ``framing``, as written to the socket."""
+    body = b"".join(events)
+    if framing == "close":
+        return body
+    if framing == "per-event":
+        pieces = events
+    else:
+        pieces = [body[i : i + CHUNK_SIZE] for i in range(0, len(body), CHUNK_SIZE)]
+    return b"".join(chunk(piece) for piece in pieces) + LAST_CHUNK
+
+
+def response_head(framing: str, extra: Optional[dict[str, str]] = None) -> bytes:
+    """Status line and headers of an SSE response in ``framing``."""
+    lines = [
+        "HTTP/1.1 200 OK",
+        "Content-Type: text/event-stream",
+        "Cache-Control: no-cache",
+        "Connection: close",
+    ]
+    if framing != "close":
+        lines.append("Transfer-Encoding: chunked")
+    lines.extend(f"{name}: {value}" for name, value in (extra or {}).items())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def timed_event(seq: int) -> bytes:
+    """A small event (well under 128 bytes) carrying the server's clock at build time."""
+    return f'id: {seq}\ndata: {{"seq":{seq},"sentAt":{time.time():.6f}}}\n\n'.encode()
+
+
+# -- the server -----------------------------------------------------------------
+
+
+class BenchServer(socketserver.ThreadingTCPServer):
+    """Serves pre-built SSE bodies; see :class:`BenchHandler` for the paths."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, bodies: dict[tuple[str, int], bytes]) -> None:
+        super().__init__(("127.0.0.1", 0), BenchHandler)
+        self.bodies = bodies
+
+
+class BenchHandler(socketserver.BaseRequestHandler):
+    """``GET /stream/<framing>?n=<n>``: N events; ``GET /delay/<framing>``: the delay test."""
+
+    server: BenchServer
+    request: socket.socket
+
+    def handle(self) -> None:
+        sock = self.request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = sock.recv(4096)
+            if not data:
+                return
+            head += data
+        target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode()
+        parts = urlsplit(target)
+        kind, _, framing = parts.path.strip("/").partition("/")
+        try:
+            if kind == "stream":
+                n = int(parse_qs(parts.query)["n"][0])
+                self.send_stream(framing, n)
+            elif kind == "delay" and framing in FRAMINGS:
+                self.send_delayed(framing)
+            else:
+                sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        except OSError:
+            pass  # the client went away first (the delay clients stop after one event)
+
+    def send_stream(self, framing: str, n: int) -> None:
+        body = self.server.bodies.get((framing, n))
+        if body is None:
+            self.request.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            return
+        head = response_head(framing, {"X-Wire-Bytes": str(len(body))})
+        self.request.sendall(head)
+        self.request.sendall(body)
+
+    def send_delayed(self, framing: str) -> None:
+        wrap: Callable[[bytes], bytes] = bytes if framing == "close" else chunk
+        # Head and first event in one write: nothing for Nagle or delayed ACKs to hold.
+        self.request.sendall(response_head(framing) + wrap(timed_event(1)))
+        time.sleep(SILENCE)
+        end = b"" if framing == "close" else LAST_CHUNK
+        self.request.sendall(wrap(timed_event(2)) + end)
+
+
+def serve(conn: Connection, framings: Sequence[str], sizes: Sequence[int]) -> None:
+    """Server process: build the bodies, send back the port, serve until told to stop."""
+    events = build_events(max(sizes))
+    bodies = {(f, n): frame(events[:n], f) for f in framings for n in set(sizes)}
+    del events
+    with BenchServer(bodies) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        conn.send(server.server_address[1])
+        with contextlib.suppress(EOFError):  # the parent's end closing also means stop
+            conn.recv()
+        server.shutdown()
+
+
+# -- the clients ----------------------------------------------------------------
+
+Events = Generator[tuple[Optional[str], str], None, None]
+"""What a peer yields: (event ID, data) for each event, as soon as the library yields it."""
+
+ACCEPT = {"Accept": "text/event-stream"}
+
+
+def socket_floor(url: str, n: int) -> int:
+    """Read the response to EOF from a bare socket; check the byte count. Returns ``n``."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    with socket.create_connection((host, port)) as sock:
+        request = f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"
+        sock.sendall(request.encode())
+        received = b""
+        while b"\r\n\r\n" not in received:
+            data = sock.recv(READ_CHUNK)
+            if not data:
+                raise RuntimeError("connection closed before the response head")
+            received += data
+        head, _, rest = received.partition(b"\r\n\r\n")
+        headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+        expected = int(headers[b"X-Wire-Bytes"])
+        size = len(rest)
+        buffer = bytearray(1024 * 1024)
+        while True:
+            got = sock.recv_into(buffer)
+            if not got:
+                break
+            size += got
+    if size != expected:
+        raise RuntimeError(f"received {size} body bytes, expected {expected}")
+    return n
+
+
+def requests_floor(url: str, n: int) -> int:
+    """requests' ``iter_content(65536)``, counting blank lines (``\\n\\n``) without parsing."""
+    count = 0
+    previous = 0
+    with requests.get(url, stream=True, headers=ACCEPT, timeout=(10, READ_TIMEOUT)) as response:
+        response.raise_for_status()
+        for piece in response.iter_content(READ_CHUNK):
+            count += piece.count(b"\n\n")
+            if previous == 0x0A and piece[0] == 0x0A:
+                count += 1  # a blank line split across two reads
+            previous = piece[-1]
+    return count
+
+
+def sseclient_readme(url: str) -> Events:
+    """sseclient-py exactly as its README shows it: the Response iterates in 128-byte reads."""
+    response = requests.get(url, stream=True, headers={"Accept": "text/event-stream"})
+    client = sseclient.SSEClient(response)  # type: ignore[arg-type]  # as in the README
+    try:
+        for event in client.events():
+            yield event.id, event.data
+    finally:
+        client.close()
+
+
+def sseclient_64k(url: str) -> Events:
+    """sseclient-py at its best: fed ``response.iter_content(65536)``."""
+    response = requests.get(url, stream=True, headers=ACCEPT, timeout=(10, READ_TIMEOUT))
+    client = sseclient.SSEClient(response.iter_content(READ_CHUNK))
+    try:
+        for event in client.events():
+            yield event.id, event.data
+    finally:
+        response.close()
+
+
+def agentstream_sse(url: str) -> Events:
+    """``agentstream.sse.EventSource`` with its defaults (64 KiB reads), but no reconnect.
+
+    EventSource reconnects after a clean end of stream by design; the
+    consumers stop at the N-th (or first) event and closing the generator
+    closes the source.
+    """
+    with EventSource(url, retry=RetryPolicy.never(), read_timeout=READ_TIMEOUT) as source:
+        for event in source:
+            yield event.id, event.data
+
+
+@dataclass(frozen=True)
+class Client:
+    """One measured client: a floor (counts only) or a peer (yields events)."""
+
+    key: str
+    label: str
+    floor: Optional[Callable[[str, int], int]] = None
+    peer: Optional[Callable[[str], Events]] = None
+
+
+CLIENTS = (
+    Client("socket-floor", "raw socket floor (read to EOF)", floor=socket_floor),
+    Client("requests-floor", "requests iter_content(65536) floor", floor=requests_floor),
+    Client("sseclient-readme", "sseclient-py, README form (128-byte reads)", peer=sseclient_readme),
+    Client("sseclient-64k", "sseclient-py over iter_content(65536)", peer=sseclient_64k),
+    Client("agentstream", "agentstream.sse.EventSource", peer=agentstream_sse),
+)
+BY_KEY = {client.key: client for client in CLIENTS}
+PEERS = tuple(client for client in CLIENTS if client.peer is not None)
+
+
+class Measurement(NamedTuple):
+    """What one client process reports: events counted, seconds taken, last event ID."""
+
+    events: int
+    seconds: float
+    last_id: Optional[str]
+
+
+def measure_throughput(key: str, url: str, n: int) -> Measurement:
+    """Run client ``key`` against ``url`` until ``n`` events; time it (in this process)."""
+    client = BY_KEY[key]
+    start = time.perf_counter()
+    if client.floor is not None:
+        return Measurement(client.floor(url, n), time.perf_counter() - start, None)
+    assert client.peer is not None
+    count = 0
+    last_id: Optional[str] = None
+    events = client.peer(url)
+    try:
+        for event_id, _data in events:
+            count += 1
+            last_id = event_id
+            if count == n:
+                break
+    finally:
+        events.close()
+    return Measurement(count, time.perf_counter() - start, last_id)
+
+
+def measure_delay(key: str, url: str) -> float:
+    """Milliseconds from the server's send to client ``key`` yielding the first event."""
+    peer = BY_KEY[key].peer
+    assert peer is not None
+    events = peer(url)
+    try:
+        _id, data = next(events)
+        arrived = time.time()
+    finally:
+        events.close()
+    return (arrived - float(json.loads(data)["sentAt"])) * 1000
+
+
+# -- isolation --------------------------------------------------------------------
+
+
+def _child(conn: Connection, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """Process target: send back ``("ok", result)`` or ``("error", traceback)``."""
+    try:
+        conn.send(("ok", function(*args)))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+
+
+def isolated(function: Callable[..., Any], *args: Any, deadline: float) -> Any:
+    """Call ``function(*args)`` in a fresh process and return its result (or raise)."""
+    context = multiprocessing.get_context()
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(sender, function, args))
+    process.start()
+    sender.close()
+    try:
+        if not receiver.poll(deadline):
+            raise TimeoutError(f"{function.__name__}{args} took more than {deadline:.0f} s")
+        status, value = receiver.recv()
+    finally:
+        if process.is_alive():
+            process.join(5)
+        if process.is_alive():
+            process.terminate()
+            process.join()
+        receiver.close()
+    if status != "ok":
+        raise RuntimeError(f"{function.__name__}{args} failed in its process:\n{value}")
+    return value
+
+
+# -- the run ----------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """The run, as the command line asked for it."""
+
+    events: int
+    rounds: int
+    framings: list[str]
+    readme_events: int
+    command: str
+
+
+@dataclass
+class Throughput:
+    """One client in one framing: the time of each round."""
+
+    client: Client
+    framing: str
+    events: int
+    times: list[float]
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def progress(message: str) -> None:
+    """One line of progress, on stderr (stdout is the report)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def events_for(client: Client, settings: Settings) -> int:
+    """Events asked of ``client``: all of them, unless the README form is capped."""
+    return settings.readme_events if client.key == "sseclient-readme" else settings.events
+
+
+def run_throughput(base: str, settings: Settings) -> dict[tuple[str, str], Throughput]:
+    """Every client in every framing, once per round; check each count and last ID."""
+    results: dict[tuple[str, str], Throughput] = {}
+    for round_number in range(1, settings.rounds + 1):
+        for framing in settings.framings:
+            for client in CLIENTS:
+                n = events_for(client, settings)
+                url = f"{base}/stream/{framing}?n={n}"
+                got: Measurement = isolated(
+                    measure_throughput, client.key, url, n, deadline=THROUGHPUT_DEADLINE
+                )
+                if got.events != n:
+                    raise RuntimeError(f"{client.key}/{framing}: {got.events} events, not {n}")
+                if client.peer is not None and got.last_id != str(n):
+                    raise RuntimeError(f"{client.key}/{framing}: last id {got.last_id!r}, not {n}")
+                entry = results.setdefault(
+                    (framing, client.key), Throughput(client, framing, n, [])
+                )
+                entry.times.append(got.seconds)
+                progress(
+                    f"round {round_number}/{settings.rounds} {framing:9} {client.key:16} "
+                    f"{n:>7} events in {got.seconds:7.3f} s = {n / got.seconds:>10,.0f} events/s"
+                )
+    return results
+
+
+def run_delays(base: str, settings: Settings) -> dict[tuple[str, str], list[float]]:
+    """The small-event delay of every peer in every framing, once per round."""
+    delays: dict[tuple[str, str], list[float]] = {}
+    for round_number in range(1, settings.rounds + 1):
+        for framing in settings.framings:
+            for client in PEERS:
+                url = f"{base}/delay/{framing}"
+                delay: float = isolated(measure_delay, client.key, url, deadline=DELAY_DEADLINE)
+                delays.setdefault((framing, client.key), []).append(delay)
+                progress(
+                    f"round {round_number}/{settings.rounds} delay {framing:9} "
+                    f"{client.key:16} {delay:9.1f} ms"
+                )
+    return delays
+
+
+def ratio(results: dict[tuple[str, str], Throughput], framing: str, key: str) -> float:
+    """agentstream's events/s over client ``key``'s, in ``framing`` (above 1: faster)."""
+    return results[(framing, "agentstream")].rate / results[(framing, key)].rate
+
+
+def report(
+    settings: Settings,
+    results: dict[tuple[str, str], Throughput],
+    delays: dict[tuple[str, str], list[float]],
+    event_bytes: float,
+    wall: float,
+) -> str:
+    lines = [
+        "# agentstream.sse wire benchmark",
+        "",
+        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {wall:.0f} s",
+        f"- command: `{settings.command}`",
+        f"- machine: {platform.platform()}, {multiprocessing.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        "- versions: " + ", ".join(f"{name} {_version(name)}" for name in DISTRIBUTIONS),
+        f"- payload: {settings.events:,} `task.updated` events, {event_bytes:.0f} bytes each "
+        f"on average (MB/s counts these SSE bytes, 1 MB = 10^6 bytes)",
+        f"- {settings.rounds} round(s), clients and framings interleaved, each measurement in "
+        f"its own process; times are medians",
+    ]
+    if settings.readme_events != settings.events:
+        lines.append(
+            f"- **sseclient-py README form capped at {settings.readme_events:,} events** "
+            f"(`--readme-events`); its events/s is still comparable"
+        )
+    lines += [
+        "",
+        "## Throughput",
+        "",
+        "| framing | client | events | median s | events/s | MB/s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for framing in settings.framings:
+        for client in CLIENTS:
+            entry = results[(framing, client.key)]
+            lines.append(
+                f"| {framing} | {client.label} | {entry.events:,} | {entry.seconds:.3f} | "
+                f"{entry.rate:,.0f} | {entry.rate * event_bytes / 1e6:.1f} |"
+            )
+    lines += [
+        "",
+        "## Ratios (events/s; above 1 means agentstream is faster)",
+        "",
+        "| framing | agentstream / sseclient-py README form | agentstream / sseclient-py 64 KiB "
+        "| raw socket floor / fastest parser |",
+        "|---|---:|---:|---:|",
+    ]
+    for framing in settings.framings:
+        fastest = max(results[(framing, client.key)].rate for client in PEERS)
+        floor = results[(framing, "socket-floor")].rate
+        lines.append(
+            f"| {framing} | {ratio(results, framing, 'sseclient-readme'):.2f} | "
+            f"{ratio(results, framing, 'sseclient-64k'):.2f} | {floor / fastest:.1f} |"
+        )
+    lines += [
+        "",
+        f"## Small-event delay (ms from the server's send to the event being yielded; "
+        f"the server then stays silent {SILENCE:.0f} s; median of {settings.rounds}, "
+        f"worst in brackets)",
+        "",
+        "| framing | " + " | ".join(client.label for client in PEERS) + " |",
+        "|---|" + "---:|" * len(PEERS),
+    ]
+    for framing in settings.framings:
+        cells = []
+        for client in PEERS:
+            values = delays[(framing, client.key)]
+            cells.append(f"{statistics.median(values):,.1f} ({max(values):,.1f})")
+        lines.append(f"| {framing} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "In the delay test `chunked` and `per-event` are the same bytes (a chunk cannot "
+        "span the silence, so each event is its own chunk).",
+        "",
+        *verdict(settings, results, delays),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def verdict(
+    settings: Settings,
+    results: dict[tuple[str, str], Throughput],
+    delays: dict[tuple[str, str], list[float]],
+) -> list[str]:
+    """The issue's targets: not slower than plain sseclient-py, and no held event."""
+    lines = ["## Against the targets", ""]
+    for framing in settings.framings:
+        readme = ratio(results, framing, "sseclient-readme")
+        best = ratio(results, framing, "sseclient-64k")
+        met = "met" if min(readme, best) >= 1 else "**MISSED: agentstream is slower**"
+        lines.append(
+            f"- not slower than sseclient-py, {framing}: {met} "
+            f"({readme:.2f}x the README form, {best:.2f}x the 64 KiB form)"
+        )
+    worst = max(max(delays[(framing, "agentstream")]) for framing in settings.framings)
+    met = "met" if worst < HELD_MS else "**MISSED: agentstream held an event**"
+    lines.append(
+        f"- no held event: {met} (agentstream's worst small-event delay {worst:,.1f} ms; "
+        f"held means more than {HELD_MS:.0f} ms)"
+    )
+    return lines
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> Settings:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--events", type=int, help="events per stream (default 200,000)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds, median kept (default 3)")
+    parser.add_argument(
+        "--framings",
+        default=",".join(FRAMINGS),
+        help="comma-separated subset of: " + ", ".join(FRAMINGS),
+    )
+    parser.add_argument(
+        "--readme-events",
+        type=int,
+        help="cap the events of the slow sseclient-py README form (default: no cap)",
+    )
+    parser.add_argument("--quick", action="store_true", help="20,000 events, 1 round")
+    args = parser.parse_args(argv)
+    framings = [f.strip() for f in args.framings.split(",") if f.strip()]
+    unknown = sorted(set(framings) - set(FRAMINGS))
+    if unknown or not framings:
+        parser.error(f"unknown framing(s) {unknown}; choose from {', '.join(FRAMINGS)}")
+    events = args.events or (20_000 if args.quick else 200_000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    readme_events = min(args.readme_events or events, events)
+    command = " ".join(["python", "bench/wire.py", *(argv if argv is not None else sys.argv[1:])])
+    return Settings(events, rounds, framings, readme_events, command)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    settings = parse_args(argv)
+    started = time.perf_counter()
+    context = multiprocessing.get_context()
+    parent_end, server_end = context.Pipe()
+    sizes = sorted({settings.events, settings.readme_events})
+    server = context.Process(target=serve, args=(server_end, settings.framings, sizes))
+    server.start()
+    progress(f"building {settings.events:,} events in the server process...")
+    try:
+        port = parent_end.recv()
+        base = f"http://127.0.0.1:{port}"
+        results = run_throughput(base, settings)
+        delays = run_delays(base, settings)
+    finally:
+        parent_end.send("stop")
+        server.join(10)
+        if server.is_alive():
+            server.terminate()
+    payload = sum(len(build_event(seq)) for seq in range(1, settings.events + 1))
+    event_bytes = payload / settings.events
+    text = report(settings, results, delays, event_bytes, time.perf_counter() - started)
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text)
+    progress(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

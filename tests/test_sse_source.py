@@ -152,17 +152,21 @@ def test_event_delivered_at_once_while_server_stays_silent(
 
     def script(conn: Conn) -> None:
         event = sse("small", id="1")
+        # The send time is taken before the last write: the client may read the
+        # event before this thread runs again.
         if framing == "chunked-split":
             conn.start(framing="chunked")
             conn.send(event[:5])
+            sent_at.append(time.monotonic())
             conn.send(event[5:])
         elif framing == "chunk-per-event":
             conn.start(framing="chunked")
+            sent_at.append(time.monotonic())
             conn.send(event)
         else:
             conn.start(framing="close")
+            sent_at.append(time.monotonic())
             conn.send(event)
-        sent_at.append(time.monotonic())
         conn.hold(release, timeout=2.0)  # 2 s of silence, cut short once asserted
         silence_over.set()
         conn.end()

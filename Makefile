@@ -26,7 +26,7 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 demo: $(STAMP)
-	$(BIN)/python examples/wire_resume.py
+	$(BIN)/python -m agentstream demo
 
 # The oldest supported stack: Python 3.9 with urllib3 1.26 (as botocore pins it).
 # Not part of `make test`: it needs a python3.9 on PATH (PYTHON39=...).

@@ -2,21 +2,78 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
+
+import pytest
+
+from agentstream import Client, StreamOptions
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def run(name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def read_line(stream: IO[str], timeout: float = 20) -> str:
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert lines, f"no output within {timeout}s"
+    assert lines[0], "the process ended"
+    return lines[0]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """`agentstream serve` as its own process; yields the environment it prints."""
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agentstream",
+            "serve",
+            "--port",
+            "0",
+            "--pace",
+            "0.005",
+            "--db",
+            str(tmp_path / "events.sqlite3"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert server.stdout is not None
+    try:
+        while True:
+            line = read_line(server.stdout)
+            found = re.search(r"AGENTSTREAM_BASE_URL=(\S+) AGENTSTREAM_API_KEY=(\S+)", line)
+            if found:
+                break
+        yield {"AGENTSTREAM_BASE_URL": found[1], "AGENTSTREAM_API_KEY": found[2]}
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(10)
+        server.stdout.close()
 
 
 def test_wire_resume_loses_and_repeats_nothing() -> None:
@@ -24,3 +81,67 @@ def test_wire_resume_loses_and_repeats_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "received 8 events over 2 connections: none lost, none repeated" in result.stdout
     assert "resuming from 3" in result.stdout
+
+
+def test_task_chunks_prints_the_streamed_text(served: dict[str, str]) -> None:
+    result = run("task_chunks.py", env=served)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "The simulated agent looked into your request, called two tools, and wrote this answer."
+    )
+    assert lines[1].endswith(": done")
+
+
+def test_stream_shipped_follows_and_resumes_from_its_cursor(served: dict[str, str]) -> None:
+    start = _a_cursor_before_what_follows(served)
+    for _ in range(2):  # two runs that ship something
+        assert run("task_chunks.py", env=served).returncode == 0
+    result = run("stream_shipped.py", "--count=2", start, env=served)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert all("shipped to staging: succeeded" in line for line in lines)
+    cursor = lines[0].rsplit("cursor ", 1)[1].rstrip(")")
+    resumed = run("stream_shipped.py", "--count=1", cursor, env=served)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.splitlines() == lines[1:]
+
+
+def _a_cursor_before_what_follows(env: dict[str, str]) -> str:
+    client = Client(env["AGENTSTREAM_BASE_URL"], env["AGENTSTREAM_API_KEY"])
+    task_id = client.create_task("probe", events_streaming=True).id
+    with client.stream_events(StreamOptions(task_id=task_id)) as stream:
+        return next(stream).id
+
+
+def test_handlers_example_fires_decorated_handlers_and_stops_on_sigterm(
+    served: dict[str, str],
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "handlers.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **served},
+    )
+    assert child.stdout is not None
+    try:
+        assert read_line(child.stdout) == "listening\n"
+        client = Client(served["AGENTSTREAM_BASE_URL"], served["AGENTSTREAM_API_KEY"])
+        # The listener starts at the live end once connected; a task created
+        # before that is missed, so create them until the handlers report one.
+        seen: list[str] = []
+        reader = threading.Thread(target=lambda: seen.extend(child.stdout), daemon=True)
+        reader.start()
+        for _ in range(40):
+            client.create_task("something to ship")
+            reader.join(0.25)
+            if any(line.startswith("shipped:") for line in seen):
+                break
+    finally:
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=10)
+    assert child.returncode == 0, err
+    assert any(line.startswith("needs login: github at https://") for line in seen)
+    assert any(line.startswith("shipped: AS-") for line in seen)

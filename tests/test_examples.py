@@ -145,3 +145,23 @@ def test_handlers_example_fires_decorated_handlers_and_stops_on_sigterm(
     assert child.returncode == 0, err
     assert any(line.startswith("needs login: github at https://") for line in seen)
     assert any(line.startswith("shipped: AS-") for line in seen)
+
+
+def test_the_testing_example_passes_under_pytest() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(EXAMPLES / "test_my_handlers.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout

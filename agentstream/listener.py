@@ -12,8 +12,9 @@ One reader thread owns the reconnecting stream and puts events on bounded
 queues; ``workers`` handler threads take them off and run the registry's
 handlers. A full queue makes the reader wait, so a slow handler slows the
 connection down (TCP pushes back on the server) instead of dropping events.
-Events of one task always go to the same worker, so they are handled in
-stream order. The cursor advances only past events whose handlers have all
+Events of one task are handled in stream order: while a task has events
+waiting or running they all go to the same worker; a task with none goes to
+the least-loaded worker. The cursor advances only past events whose handlers have all
 returned, and is saved to the cursor store after each one.
 """
 
@@ -108,6 +109,11 @@ class Listener:
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
         self._pending: OrderedDict[int, list[Any]] = OrderedDict()  # sequence -> [id, done]
+        # A task with events in flight stays on one worker (its order is kept);
+        # a task with none may go to the least-loaded worker next time.
+        self._task_worker: dict[Optional[str], int] = {}
+        self._task_in_flight: dict[Optional[str], int] = {}
+        self._worker_load = [0] * workers
         self._cursor: Optional[str] = None
         self._saved_sequence = -1
         self._running_workers = 0
@@ -259,13 +265,12 @@ class Listener:
 
     def _read(self) -> None:
         assert self._stream is not None
-        count = len(self._queues)
         try:
             for event in self._stream:
                 with self._lock:
                     self._pending[event.sequence] = [event.id, False]
-                events = self._queues[hash(event.task_id) % count if count > 1 else 0]
-                if not self._put(events, event):
+                    worker = self._assign(event.task_id)
+                if not self._put(self._queues[worker], event):
                     return
         except Exception as exc:
             self._error = exc
@@ -273,6 +278,17 @@ class Listener:
         finally:
             for events in self._queues:
                 self._put(events, _STOP)
+
+    def _assign(self, task_id: Optional[str]) -> int:
+        """The worker for an event of ``task_id`` (called with the lock held)."""
+        worker = self._task_worker.get(task_id)
+        if worker is None:
+            load = self._worker_load
+            worker = load.index(min(load))
+            self._task_worker[task_id] = worker
+        self._task_in_flight[task_id] = self._task_in_flight.get(task_id, 0) + 1
+        self._worker_load[worker] += 1
+        return worker
 
     def _put(self, events: queue.Queue[Any], item: Any) -> bool:
         while True:
@@ -304,6 +320,11 @@ class Listener:
             self._failures += len(result.errors)
             self._last_event_at = time.time()
             self._pending[event.sequence][1] = True
+            task_id = event.task_id
+            self._worker_load[self._task_worker[task_id]] -= 1
+            self._task_in_flight[task_id] -= 1
+            if not self._task_in_flight[task_id]:
+                del self._task_in_flight[task_id], self._task_worker[task_id]
             advanced: Optional[tuple[int, str]] = None
             while self._pending:
                 sequence, (event_id, done) = next(iter(self._pending.items()))

@@ -28,12 +28,14 @@ unit: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m agentstream demo
 
-# The oldest supported stack: Python 3.9 with urllib3 1.26 (as botocore pins it).
-# Not part of `make test`: it needs a python3.9 on PATH (PYTHON39=...).
+# The oldest supported stack: Python 3.9, the lowest versions pyproject.toml
+# allows, and urllib3 1.26 (as botocore pins it there). Not part of `make test`:
+# it needs a python3.9 (PYTHON39=/path/to/python3.9).
 PYTHON39 ?= python3.9
+OLDEST := 'requests==2.32.0' 'sseclient-py==1.9.0' 'pydantic==2.6.4' 'blinker==1.8.2' 'urllib3<2'
 test-compat:
 	test -x .venv39/bin/python || $(PYTHON39) -m venv .venv39
-	.venv39/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,server]' 'urllib3<2'
+	.venv39/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,server]' $(OLDEST)
 	.venv39/bin/pytest -q
 
 bench: $(STAMP)

@@ -1,0 +1,47 @@
+"""The agentstream reference server: the wire protocol, on one machine, with no account.
+
+A WSGI application on werkzeug (:func:`create_app`) over an SQLite event log
+(:class:`EventStore`), with a simulated agent that walks each task through
+the whole event vocabulary. :class:`ReferenceServer` runs it on werkzeug's
+threaded server in a background thread (tests, demos); :func:`serve_main` is
+``agentstream serve``. Needs the ``server`` extra (``werkzeug``). See
+``docs/server.md``.
+"""
+
+from __future__ import annotations
+
+from ._app import ALL_SCOPES, DEFAULT_MAX_BODY_BYTES, ReferenceApp, create_app
+from ._cli import serve_main
+from ._serving import ReferenceServer, generate_api_key
+from ._store import (
+    DEFAULT_RETENTION,
+    EventStore,
+    ExpiredCursorError,
+    IdempotencyConflictError,
+    InvalidCursorError,
+    StoreClosedError,
+    StoreError,
+    StoreLockedError,
+    TaskFinishedError,
+    UnknownTaskError,
+)
+
+__all__ = [
+    "ALL_SCOPES",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_RETENTION",
+    "EventStore",
+    "ExpiredCursorError",
+    "IdempotencyConflictError",
+    "InvalidCursorError",
+    "ReferenceApp",
+    "ReferenceServer",
+    "StoreClosedError",
+    "StoreError",
+    "StoreLockedError",
+    "TaskFinishedError",
+    "UnknownTaskError",
+    "create_app",
+    "generate_api_key",
+    "serve_main",
+]

@@ -1,0 +1,173 @@
+"""``agentstream serve``: run the reference server until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any, Optional
+
+from ._app import ALL_SCOPES
+from ._serving import ReferenceServer, generate_api_key
+from ._store import DEFAULT_RETENTION, StoreLockedError
+
+__all__ = ["DEFAULT_DB", "DEFAULT_PORT", "build_parser", "parse_api_key", "serve_main"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8787
+DEFAULT_DB = "./agentstream.sqlite3"
+
+
+def parse_api_key(spec: str) -> tuple[str, frozenset[str]]:
+    """Parse ``KEY=scope,scope`` (``KEY`` alone or ``KEY=*`` means every scope)."""
+    key, sep, scopes_text = spec.partition("=")
+    key = key.strip()
+    if not key or any(c.isspace() for c in key):
+        raise argparse.ArgumentTypeError("an API key must be non-empty, without spaces")
+    if not sep or scopes_text.strip() == "*":
+        return key, ALL_SCOPES
+    scopes = frozenset(s.strip() for s in scopes_text.split(",") if s.strip())
+    unknown = scopes - ALL_SCOPES
+    if unknown or not scopes:
+        raise argparse.ArgumentTypeError(
+            f"bad scopes {scopes_text!r}: choose among {', '.join(sorted(ALL_SCOPES))}"
+        )
+    return key, scopes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``agentstream serve``."""
+    parser = argparse.ArgumentParser(
+        prog="agentstream serve",
+        description="Run the agentstream reference server (SSE event stream, tasks, "
+        "a simulated agent) until Ctrl-C.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"TCP port, 0 = any (default {DEFAULT_PORT})"
+    )
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite event log (default {DEFAULT_DB})")
+    parser.add_argument(
+        "--api-key",
+        dest="api_keys",
+        action="extend",
+        nargs="+",
+        type=parse_api_key,
+        default=[],
+        metavar="KEY=SCOPES",
+        help="an API key and its comma-separated scopes (repeatable); without any, a "
+        "development key with every scope is generated and printed once",
+    )
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.2,
+        help="seconds between two events of a simulated task run (default 0.2)",
+    )
+    parser.add_argument(
+        "--retention",
+        type=int,
+        default=DEFAULT_RETENTION,
+        help=f"events kept at most; older cursors get 410 (default {DEFAULT_RETENTION})",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=15.0,
+        help="default heartbeat interval of streams, 1..300 seconds (default 15)",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", help="logging level (default INFO)", type=str.upper
+    )
+    return parser
+
+
+def serve_main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``agentstream serve``; returns the exit status.
+
+    Blocks until SIGINT (Ctrl-C) or SIGTERM, then stops cleanly: open streams
+    end, nothing in the log is lost.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:  # --help, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.pace < 0:
+        parser.print_usage(sys.stderr)
+        print("agentstream serve: error: --pace must be >= 0", file=sys.stderr)
+        return 2
+    if args.retention < 1:
+        parser.print_usage(sys.stderr)
+        print("agentstream serve: error: --retention must be >= 1", file=sys.stderr)
+        return 2
+    if not 1 <= args.heartbeat <= 300:
+        parser.print_usage(sys.stderr)
+        print("agentstream serve: error: --heartbeat must be within 1..300", file=sys.stderr)
+        return 2
+    level = getattr(logging, args.log_level, None)
+    if not isinstance(level, int):
+        print(f"agentstream serve: error: unknown log level {args.log_level}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    generated: Optional[str] = None
+    keys: dict[str, frozenset[str]] = dict(args.api_keys)
+    if not keys:
+        generated = generate_api_key()
+        keys = {generated: ALL_SCOPES}
+
+    server = ReferenceServer(
+        args.db,
+        api_keys=keys,
+        host=args.host,
+        port=args.port,
+        agent_pace=args.pace,
+        retention=args.retention,
+        heartbeat_default=args.heartbeat,
+    )
+    try:
+        server.start()
+    except StoreLockedError as exc:
+        print(f"agentstream serve: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"agentstream serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+        )
+        return 1
+
+    stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+
+    def on_signal(signum: int, frame: Optional[FrameType]) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+    try:
+        print(f"agentstream reference server listening on {server.url}", flush=True)
+        print(f"event log: {server.db_path}", flush=True)
+        if generated is not None:
+            # Printed once, on purpose, to stdout; never logged, never stored.
+            print("development API key (every scope; shown only this once):", flush=True)
+            print(
+                f"  export AGENTSTREAM_BASE_URL={server.url} AGENTSTREAM_API_KEY={generated}",
+                flush=True,
+            )
+        print("press Ctrl-C to stop", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        server.stop()
+    print("agentstream reference server stopped", flush=True)
+    return 0

@@ -1,0 +1,789 @@
+"""The reference server's event log: an append-only SQLite table (WAL mode).
+
+Every event gets the next ``sequence`` (an ``INTEGER PRIMARY KEY``, strictly
+increasing across the whole log and never reused) and an ``id`` that encodes
+it: ``evt_<16 hex digits of the sequence>_<6 random hex digits>``. Clients
+treat ids as opaque; the server parses them back, which is how it tells a
+cursor that fell out of retention (``seq`` at or below the deletion
+watermark: :class:`ExpiredCursorError`) from one it never issued
+(:class:`InvalidCursorError`).
+
+One connection, guarded by one lock, serves every thread. Writes happen in
+``BEGIN IMMEDIATE`` transactions under that lock and readers query under the
+same lock, so a reader that sees sequence ``n`` has also seen every sequence
+before it: streams can always read ``WHERE sequence > last_sent`` and never
+skip an event. The lock is also the lock of a :class:`threading.Condition`
+that is notified after every commit, which is how live streams wake up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import threading
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional, TypeVar, Union
+
+from ..event_types import TERMINAL_STATUSES, EventType, TaskStatus
+
+__all__ = [
+    "DEFAULT_ORGANIZATION_ID",
+    "DEFAULT_RETENTION",
+    "EventStore",
+    "ExpiredCursorError",
+    "IdempotencyConflictError",
+    "InvalidCursorError",
+    "ReadBatch",
+    "StoreClosedError",
+    "StoreError",
+    "StoreLockedError",
+    "StoredEvent",
+    "TaskFinishedError",
+    "UnknownTaskError",
+    "format_event_id",
+    "parse_event_id",
+    "utc_now_iso",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RETENTION = 100_000
+DEFAULT_ORGANIZATION_ID = "org_local"
+_SCHEMA_VERSION = "1"
+_LOCK_TIMEOUT = 1.0  # seconds to wait for a database file another server holds
+_EVENT_ID_RE = re.compile(r"evt_([0-9a-f]{16})_([0-9a-f]{6})")
+_FINISHED = EventType.TASK_FINISHED.value
+_T = TypeVar("_T")
+
+JSONDict = dict[str, Any]
+PayloadBuilder = Callable[[Mapping[str, Any]], Any]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    task_id TEXT,
+    envelope TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, sequence);
+CREATE TABLE IF NOT EXISTS tasks (
+    num INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    first_sequence INTEGER NOT NULL,
+    finished_sequence INTEGER,
+    agent_step INTEGER
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    task_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+def utc_now_iso() -> str:
+    """Now, UTC, ISO 8601 with milliseconds and ``Z`` (``2026-11-20T10:00:00.123Z``)."""
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def format_event_id(sequence: int) -> str:
+    """A fresh event id for ``sequence``: ``evt_<16 hex>_<6 random hex>``."""
+    return f"evt_{sequence:016x}_{secrets.token_hex(3)}"
+
+
+def parse_event_id(event_id: str) -> Optional[int]:
+    """The sequence encoded in an id this server issued, or None if it is not one."""
+    match = _EVENT_ID_RE.fullmatch(event_id)
+    return int(match.group(1), 16) if match else None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+class StoreError(Exception):
+    """Base of the errors the event store raises."""
+
+
+class StoreClosedError(StoreError):
+    """The store was closed (the server is shutting down)."""
+
+
+class StoreLockedError(StoreError):
+    """Another server holds the database file (one server per file)."""
+
+
+class UnknownTaskError(StoreError, LookupError):
+    """No task with this id."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task with id {task_id!r}")
+        self.task_id = task_id
+
+
+class TaskFinishedError(StoreError):
+    """The task is already in a terminal status; it cannot change any more."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        super().__init__(f"task {task_id!r} is already {status}")
+        self.task_id = task_id
+        self.status = status
+
+
+class IdempotencyConflictError(StoreError):
+    """An ``Idempotency-Key`` was reused with a different request body."""
+
+
+class InvalidCursorError(StoreError, ValueError):
+    """The cursor is not an event id this server issued."""
+
+
+class ExpiredCursorError(StoreError):
+    """The cursor points at an event that retention already deleted."""
+
+    def __init__(self, message: str, *, oldest_sequence: int) -> None:
+        super().__init__(message)
+        self.oldest_sequence = oldest_sequence
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One event as stored: its position, id, type, task and wire envelope (JSON text)."""
+
+    sequence: int
+    id: str
+    type: str
+    task_id: Optional[str]
+    envelope: str
+
+    def sse_frame(self) -> bytes:
+        """The event as one SSE frame: ``id``, ``event`` and ``data`` lines, blank line."""
+        return f"id: {self.id}\nevent: {self.type}\ndata: {self.envelope}\n\n".encode()
+
+
+@dataclass(frozen=True)
+class ReadBatch:
+    """The answer of :meth:`EventStore.read_after`.
+
+    ``events`` are the matching events after the asked position, in order;
+    ``head`` is the last sequence of the log when they were read; ``gap`` is
+    True when retention already deleted events right after the asked position
+    (the reader missed them and must stop rather than skip them silently).
+    """
+
+    events: list[StoredEvent]
+    head: int
+    gap: bool
+
+
+@dataclass(frozen=True)
+class TaskPositions:
+    """Where a task's events start and (once it has one) where its ``task.finished`` is."""
+
+    first_sequence: int
+    finished_sequence: Optional[int]
+
+
+class _Tx:
+    """State of one write transaction: the connection and the log head so far."""
+
+    __slots__ = ("conn", "head")
+
+    def __init__(self, conn: sqlite3.Connection, head: int) -> None:
+        self.conn = conn
+        self.head = head
+
+
+class EventStore:
+    """The append-only event log and the task table of the reference server.
+
+    :param path: the SQLite file (created if missing). Reopening the same file
+        later continues the same log: sequences, ids and cursors stay valid.
+    :param retention: keep at most this many events; older ones are deleted
+        and a cursor pointing at them is expired.
+    :param organization_id: the ``organizationId`` of events published without one.
+
+    Thread-safe. :meth:`close` it when done.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, os.PathLike[str]],
+        *,
+        retention: int = DEFAULT_RETENTION,
+        organization_id: str = DEFAULT_ORGANIZATION_ID,
+    ) -> None:
+        if retention < 1:
+            raise ValueError("retention must be at least 1 event")
+        self._path = os.fspath(path)
+        self._retention = retention
+        self._organization_id = organization_id
+        self._cond = threading.Condition(threading.Lock())
+        self._closed = False
+        conn = sqlite3.connect(
+            self._path, check_same_thread=False, isolation_level=None, timeout=_LOCK_TIMEOUT
+        )
+        try:
+            # One server per file: the exclusive lock, taken by the first write
+            # transaction below and kept until close(), makes a second server on
+            # the same file fail at once instead of racing this one's sequences.
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("COMMIT")
+            conn.executescript(_SCHEMA)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (_SCHEMA_VERSION,),
+            )
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            head = int(row[0]) if row else 0
+            row = conn.execute("SELECT MAX(sequence), MIN(sequence) FROM events").fetchone()
+            if row[0] is not None:
+                head = max(head, int(row[0]))
+            row2 = conn.execute("SELECT value FROM meta WHERE key = 'deleted_through'").fetchone()
+            deleted = int(row2[0]) if row2 else 0
+            if row[1] is not None:
+                deleted = max(deleted, int(row[1]) - 1)
+            elif head > 0:
+                deleted = head  # the log had events, all gone
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if "locked" in str(exc):
+                raise StoreLockedError(
+                    f"{self._path} is in use by another agentstream server"
+                ) from None
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        self._conn: sqlite3.Connection = conn
+        self._head = head
+        self._deleted_through = deleted
+        if head - deleted > retention:
+            self._write(lambda tx: None)  # applies retention
+        logger.info("event store %s opened: head sequence %d", self._path, head)
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def path(self) -> str:
+        """The SQLite file."""
+        return self._path
+
+    @property
+    def retention(self) -> int:
+        """How many events are kept at most."""
+        return self._retention
+
+    @property
+    def organization_id(self) -> str:
+        """The default ``organizationId``."""
+        return self._organization_id
+
+    @property
+    def head_sequence(self) -> int:
+        """The sequence of the last event appended (0 for an empty log)."""
+        with self._cond:
+            return self._head
+
+    @property
+    def oldest_sequence(self) -> int:
+        """The sequence of the oldest event still kept (``head + 1`` when none is)."""
+        with self._cond:
+            return self._deleted_through + 1
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Close the database and wake every waiting stream. Idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._conn.close()
+            self._cond.notify_all()
+        logger.info("event store %s closed", self._path)
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _require_open(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreClosedError("the event store is closed")
+        return self._conn
+
+    # ------------------------------------------------------------------ writes
+
+    def _write(self, fn: Callable[[_Tx], _T]) -> _T:
+        """Run ``fn`` in one write transaction, apply retention, commit, notify."""
+        with self._cond:
+            conn = self._require_open()
+            tx = _Tx(conn, self._head)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(tx)
+                deleted = self._apply_retention(tx)
+                conn.execute("COMMIT")
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:  # pragma: no cover - the transaction is already gone
+                    logger.exception("rollback failed")
+                raise
+            appended = tx.head != self._head
+            self._head = tx.head
+            self._deleted_through = deleted
+            if appended:
+                self._cond.notify_all()
+            return result
+
+    def _apply_retention(self, tx: _Tx) -> int:
+        deleted = self._deleted_through
+        limit = tx.head - self._retention
+        if limit > deleted:
+            tx.conn.execute("DELETE FROM events WHERE sequence <= ?", (limit,))
+            tx.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('deleted_through', ?)",
+                (str(limit),),
+            )
+            deleted = limit
+        return deleted
+
+    def _insert_event(
+        self,
+        tx: _Tx,
+        event_type: str,
+        data: Any,
+        *,
+        task_id: Optional[str],
+        task_version: Optional[int],
+        trace_id: Optional[str] = None,
+        organization_id: Optional[str] = None,
+    ) -> JSONDict:
+        sequence = tx.head + 1
+        event_id = format_event_id(sequence)
+        envelope: JSONDict = {
+            "id": event_id,
+            "type": event_type,
+            "sequence": sequence,
+            "occurredAt": utc_now_iso(),
+            "taskId": task_id,
+            "organizationId": organization_id or self._organization_id,
+            "taskVersion": task_version,
+            "traceId": trace_id,
+            "data": data,
+        }
+        text = _dumps(envelope)
+        tx.conn.execute(
+            "INSERT INTO events (sequence, id, type, task_id, envelope) VALUES (?, ?, ?, ?, ?)",
+            (sequence, event_id, event_type, task_id, text),
+        )
+        if event_type == _FINISHED and task_id is not None:
+            tx.conn.execute(
+                "UPDATE tasks SET finished_sequence = ? WHERE id = ? AND finished_sequence IS NULL",
+                (sequence, task_id),
+            )
+        tx.head = sequence
+        result: JSONDict = json.loads(text)
+        return result
+
+    @staticmethod
+    def _load_task(tx: _Tx, task_id: str) -> JSONDict:
+        row = tx.conn.execute("SELECT snapshot FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None:
+            raise UnknownTaskError(task_id)
+        snapshot: JSONDict = json.loads(row[0])
+        return snapshot
+
+    @staticmethod
+    def _save_task(tx: _Tx, snapshot: Mapping[str, Any], agent_step: Optional[int]) -> None:
+        if agent_step is None:
+            tx.conn.execute(
+                "UPDATE tasks SET status = ?, snapshot = ? WHERE id = ?",
+                (snapshot["status"], _dumps(snapshot), snapshot["id"]),
+            )
+        else:
+            tx.conn.execute(
+                "UPDATE tasks SET status = ?, snapshot = ?, agent_step = ? WHERE id = ?",
+                (snapshot["status"], _dumps(snapshot), agent_step, snapshot["id"]),
+            )
+
+    def publish(
+        self,
+        type: Union[EventType, str],
+        data: Any,
+        task_id: Optional[str] = None,
+        *,
+        trace_id: Optional[str] = None,
+        organization_id: Optional[str] = None,
+    ) -> JSONDict:
+        """Append one event and return its envelope (camelCase, as on the wire).
+
+        ``type`` must be a wire value of :class:`EventType` (``ValueError``
+        otherwise); ``data`` any JSON value. With ``task_id`` the task must
+        exist (:class:`UnknownTaskError`) and ``taskVersion`` is its current
+        version; the event is recorded as given, the task itself is not
+        changed. The server assigns ``id``, ``sequence`` and ``occurredAt``.
+        """
+        event_type = EventType(type).value
+
+        def append(tx: _Tx) -> JSONDict:
+            version: Optional[int] = None
+            if task_id is not None:
+                version = int(self._load_task(tx, task_id)["version"])
+            return self._insert_event(
+                tx,
+                event_type,
+                data,
+                task_id=task_id,
+                task_version=version,
+                trace_id=trace_id,
+                organization_id=organization_id,
+            )
+
+        return self._write(append)
+
+    # ------------------------------------------------------------------ tasks
+
+    def create_task(
+        self,
+        prompt: str,
+        *,
+        events_streaming: bool = False,
+        metadata: Optional[Mapping[str, Any]] = None,
+    ) -> JSONDict:
+        """Create a task (status ``todo``), emit its ``task.created``, return the snapshot.
+
+        No simulated agent runs it: drive it with :meth:`publish`,
+        :meth:`append_task_event` and :meth:`transition_task`.
+        """
+        snapshot, _ = self.create_task_ex(
+            prompt, events_streaming=events_streaming, metadata=metadata, simulated=False
+        )
+        return snapshot
+
+    def create_task_ex(
+        self,
+        prompt: str,
+        *,
+        events_streaming: bool,
+        metadata: Optional[Mapping[str, Any]],
+        simulated: bool,
+        idempotency_key: Optional[str] = None,
+        fingerprint: str = "",
+    ) -> tuple[JSONDict, bool]:
+        """Create a task, honouring an idempotency key; return ``(snapshot, created)``.
+
+        With ``idempotency_key``: a second call with the same key and the same
+        ``fingerprint`` returns the existing task (``created`` False); the
+        same key with another fingerprint raises
+        :class:`IdempotencyConflictError`. ``simulated`` marks the task as run
+        by the simulated agent (its progress is then saved with each event,
+        so a restarted server can resume it).
+        """
+
+        def create(tx: _Tx) -> tuple[JSONDict, bool]:
+            if idempotency_key is not None:
+                row = tx.conn.execute(
+                    "SELECT fingerprint, task_id FROM idempotency WHERE key = ?",
+                    (idempotency_key,),
+                ).fetchone()
+                if row is not None:
+                    if row[0] != fingerprint:
+                        raise IdempotencyConflictError(
+                            "this Idempotency-Key was used with a different request body"
+                        )
+                    return self._load_task(tx, row[1]), False
+            row = tx.conn.execute("SELECT COALESCE(MAX(num), 0) + 1 FROM tasks").fetchone()
+            num = int(row[0])
+            task_id = f"task_{secrets.token_hex(12)}"
+            now = utc_now_iso()
+            snapshot: JSONDict = {
+                "id": task_id,
+                "identifier": f"AS-{num}",
+                "status": TaskStatus.TODO.value,
+                "prompt": prompt,
+                "result": None,
+                "error": None,
+                "eventsStreaming": bool(events_streaming),
+                "metadata": dict(metadata or {}),
+                "version": 1,
+                "createdAt": now,
+                "updatedAt": now,
+                "finishedAt": None,
+            }
+            text = _dumps(snapshot)
+            tx.conn.execute(
+                "INSERT INTO tasks (num, id, status, snapshot, first_sequence, agent_step)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (num, task_id, snapshot["status"], text, tx.head + 1, 0 if simulated else None),
+            )
+            self._insert_event(
+                tx, EventType.TASK_CREATED.value, snapshot, task_id=task_id, task_version=1
+            )
+            if idempotency_key is not None:
+                tx.conn.execute(
+                    "INSERT INTO idempotency (key, fingerprint, task_id) VALUES (?, ?, ?)",
+                    (idempotency_key, fingerprint, task_id),
+                )
+            result: JSONDict = json.loads(text)
+            return result, True
+
+        return self._write(create)
+
+    def get_task(self, task_id: str) -> Optional[JSONDict]:
+        """The task's snapshot, or None."""
+        with self._cond:
+            row = (
+                self._require_open()
+                .execute("SELECT snapshot FROM tasks WHERE id = ?", (task_id,))
+                .fetchone()
+            )
+        if row is None:
+            return None
+        snapshot: JSONDict = json.loads(row[0])
+        return snapshot
+
+    def task_positions(self, task_id: str) -> Optional[TaskPositions]:
+        """Where the task's events start and where its ``task.finished`` is; None if unknown."""
+        with self._cond:
+            row = (
+                self._require_open()
+                .execute(
+                    "SELECT first_sequence, finished_sequence FROM tasks WHERE id = ?", (task_id,)
+                )
+                .fetchone()
+            )
+        if row is None:
+            return None
+        return TaskPositions(int(row[0]), None if row[1] is None else int(row[1]))
+
+    def append_task_event(
+        self,
+        task_id: str,
+        type: Union[EventType, str],
+        data: Union[PayloadBuilder, Any],
+        *,
+        agent_step: Optional[int] = None,
+    ) -> JSONDict:
+        """Append an event about a task that is still running; return the envelope.
+
+        Unlike :meth:`publish`, it raises :class:`TaskFinishedError` once the
+        task is terminal, atomically with the append (this is how a cancelled
+        run stops emitting). ``data`` may be a callable that builds the
+        payload from the current snapshot, under the write lock.
+        ``agent_step`` records the simulated agent's progress in the same
+        transaction.
+        """
+        event_type = EventType(type).value
+
+        def append(tx: _Tx) -> JSONDict:
+            snapshot = self._load_task(tx, task_id)
+            if TaskStatus(snapshot["status"]) in TERMINAL_STATUSES:
+                raise TaskFinishedError(task_id, snapshot["status"])
+            payload = data(snapshot) if callable(data) else data
+            envelope = self._insert_event(
+                tx, event_type, payload, task_id=task_id, task_version=int(snapshot["version"])
+            )
+            if agent_step is not None:
+                tx.conn.execute(
+                    "UPDATE tasks SET agent_step = ? WHERE id = ?", (agent_step, task_id)
+                )
+            return envelope
+
+        return self._write(append)
+
+    def transition_task(
+        self,
+        task_id: str,
+        status: Union[TaskStatus, str],
+        *,
+        summary: str,
+        actor: Optional[Mapping[str, str]] = None,
+        result: Optional[str] = None,
+        error: Optional[str] = None,
+        agent_step: Optional[int] = None,
+    ) -> list[JSONDict]:
+        """Move a running task to ``status``; return the envelopes emitted.
+
+        Bumps the task's version and emits ``task.updated`` (AgentRail's
+        ``TaskUpdatedEventData`` fields plus the ``task`` snapshot). A terminal
+        status also sets ``finishedAt`` and emits ``task.finished`` with the
+        snapshot, in the same transaction. ``failed`` is not an AgentRail
+        status, so a move to ``failed`` emits only ``task.finished``. Raises
+        :class:`UnknownTaskError`, or :class:`TaskFinishedError` if the task is
+        already terminal.
+        """
+        new_status = TaskStatus(status)
+
+        def transition(tx: _Tx) -> list[JSONDict]:
+            snapshot = self._load_task(tx, task_id)
+            previous = snapshot["status"]
+            if TaskStatus(previous) in TERMINAL_STATUSES:
+                raise TaskFinishedError(task_id, previous)
+            now = utc_now_iso()
+            changed = ["status"]
+            snapshot["status"] = new_status.value
+            snapshot["version"] = int(snapshot["version"]) + 1
+            snapshot["updatedAt"] = now
+            if result is not None:
+                snapshot["result"] = result
+                changed.append("result")
+            if error is not None:
+                snapshot["error"] = error
+                changed.append("error")
+            terminal = new_status in TERMINAL_STATUSES
+            if terminal:
+                snapshot["finishedAt"] = now
+                changed.append("finishedAt")
+            version = int(snapshot["version"])
+            envelopes: list[JSONDict] = []
+            if new_status is not TaskStatus.FAILED:
+                data: JSONDict = {
+                    "taskId": task_id,
+                    "taskIdentifier": snapshot["identifier"],
+                    "status": new_status.value,
+                    "previousStatus": previous,
+                    "changedFields": changed,
+                    "actor": dict(actor or {"id": "agentstream", "role": "system"}),
+                    "summary": summary,
+                    "availableActions": available_actions(new_status),
+                    "links": {"task": f"/tasks/{task_id}"},
+                    "task": snapshot,
+                }
+                envelopes.append(
+                    self._insert_event(
+                        tx,
+                        EventType.TASK_UPDATED.value,
+                        data,
+                        task_id=task_id,
+                        task_version=version,
+                    )
+                )
+            if terminal:
+                envelopes.append(
+                    self._insert_event(
+                        tx,
+                        EventType.TASK_FINISHED.value,
+                        snapshot,
+                        task_id=task_id,
+                        task_version=version,
+                    )
+                )
+            self._save_task(tx, snapshot, agent_step)
+            return envelopes
+
+        return self._write(transition)
+
+    def unfinished_simulated_tasks(self) -> list[tuple[str, int]]:
+        """``(task_id, next_step)`` of every simulated run that has not finished."""
+        terminal = tuple(s.value for s in TERMINAL_STATUSES)
+        with self._cond:
+            rows = (
+                self._require_open()
+                .execute(
+                    "SELECT id, agent_step FROM tasks WHERE agent_step IS NOT NULL"
+                    " AND status NOT IN (?, ?, ?) ORDER BY num",
+                    terminal,
+                )
+                .fetchall()
+            )
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    # ------------------------------------------------------------------ reads
+
+    def resolve_cursor(self, cursor: str) -> int:
+        """The sequence of the event ``cursor`` names.
+
+        Raises :class:`ExpiredCursorError` if retention deleted it, and
+        :class:`InvalidCursorError` if this log never had such an event.
+        """
+        sequence = parse_event_id(cursor)
+        if sequence is None:
+            raise InvalidCursorError("the cursor is not an event id issued by this server")
+        with self._cond:
+            conn = self._require_open()
+            if sequence <= self._deleted_through:
+                raise ExpiredCursorError(
+                    "the cursor is older than the oldest event the server keeps",
+                    oldest_sequence=self._deleted_through + 1,
+                )
+            if sequence > self._head:
+                raise InvalidCursorError("the cursor names an event this server never issued")
+            row = conn.execute("SELECT id FROM events WHERE sequence = ?", (sequence,)).fetchone()
+        if row is None or row[0] != cursor:
+            raise InvalidCursorError("the cursor names an event this server never issued")
+        return sequence
+
+    def read_after(
+        self,
+        after: int,
+        *,
+        types: Optional[Collection[str]] = None,
+        task_id: Optional[str] = None,
+        limit: int = 256,
+    ) -> ReadBatch:
+        """Up to ``limit`` events with ``sequence > after`` matching the filters, in order."""
+        sql = "SELECT sequence, id, type, task_id, envelope FROM events WHERE sequence > ?"
+        params: list[Any] = [after]
+        if task_id is not None:
+            sql += " AND task_id = ?"
+            params.append(task_id)
+        if types is not None:
+            wanted = sorted(types)
+            sql += f" AND type IN ({','.join('?' * len(wanted))})"
+            params.extend(wanted)
+        sql += " ORDER BY sequence LIMIT ?"
+        params.append(limit)
+        with self._cond:
+            conn = self._require_open()
+            head = self._head
+            if self._deleted_through > after:
+                return ReadBatch([], head, gap=True)
+            rows = conn.execute(sql, params).fetchall()
+        events = [StoredEvent(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+        return ReadBatch(events, head, gap=False)
+
+    def wait_for_events(
+        self, after: int, timeout: float, cancelled: Callable[[], bool] = lambda: False
+    ) -> bool:
+        """Block until an event after ``after`` exists, the store closes, or ``cancelled()``.
+
+        Returns False when ``timeout`` (seconds) ran out first.
+        """
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self._head > after or self._closed or cancelled(), timeout
+            )
+
+    def wake_waiters(self) -> None:
+        """Wake every :meth:`wait_for_events` so it re-checks its ``cancelled``."""
+        with self._cond:
+            self._cond.notify_all()
+
+
+def available_actions(status: TaskStatus) -> list[str]:
+    """What a client may do with a task in ``status``."""
+    return [] if status in TERMINAL_STATUSES else ["stop"]

@@ -1,8 +1,8 @@
-"""Wire-layer throughput and held-event delay: ``agentstream.sse`` beside plain sseclient-py.
+"""Wire-layer throughput and held-event delay: ``agentstream`` beside plain sseclient-py.
 
 Run from the repository root::
 
-    .venv/bin/python bench/wire.py            # 200,000 events, 3 rounds (~70 s on 2 cores)
+    .venv/bin/python bench/wire.py            # 200,000 events, 3 rounds (~2 min on 2 cores)
     .venv/bin/python bench/wire.py --quick    # 20,000 events, 1 round (smoke run)
     .venv/bin/python bench/wire.py --events 50000 --rounds 5 --framings chunked,close
 
@@ -12,27 +12,37 @@ progress goes to stderr. ``bench/README.md`` explains how to read it.
 What runs:
 
 * A local SSE server in its own process, on raw sockets: it pre-builds N
-  ``task.updated`` events of about 500 bytes (``id:``, ``event:`` and one JSON
-  ``data:`` line each) in three framings, selected by the request path, and
-  writes each response with one ``sendall``:
+  valid ``task.updated`` events of about 600 bytes (``id:`` equal to the
+  envelope id, ``event:`` and one JSON ``data:`` line holding an agentstream
+  envelope with a strictly increasing ``sequence``) in three framings,
+  selected by the request path, and writes each response with one
+  ``sendall``:
 
   - ``chunked``: HTTP/1.1 chunked encoding, 64 KiB chunks;
   - ``per-event``: chunked encoding, one HTTP chunk per event;
   - ``close``: no ``Transfer-Encoding``, no ``Content-Length``: the body ends
     when the server closes the connection.
 
-* Throughput: each client, in a fresh process, requests ``/stream/<framing>``
-  and counts events up to N (checking the count and the last event ID);
-  clients and framings are interleaved over ``--rounds`` rounds and the median
-  time is reported. Two floors show that the server is not the bottleneck: a
-  raw socket read to EOF, and requests' ``iter_content(65536)`` counting blank
-  lines without parsing.
+  The typed clients use ``http://127.0.0.1:PORT/typed/<framing>/<n>`` as
+  their base URL, so their ``GET .../task-events/stream`` gets the same
+  bytes; a resuming request (``Last-Event-ID`` or ``cursor``) gets 204.
+
+* Throughput: each client, in a fresh process, streams the N events and
+  counts them (checking the count and the last event ID); clients and
+  framings are interleaved over ``--rounds`` rounds and the median time is
+  reported. Two floors show that the server is not the bottleneck: a raw
+  socket read to EOF, and requests' ``iter_content(65536)`` counting blank
+  lines without parsing. Beside the wire-level parsers run agentstream's typed
+  layers: ``client.stream_events()`` (typed, validated events) and a
+  ``Listener`` running one registered handler.
 
 * Small-event delay: ``/delay/<framing>`` sends ONE small event carrying the
   server's ``time.time()``, stays silent for 2 s, then sends a second event and
   closes. Each client reports how long after the send its first event was
   yielded (same machine, same clock). A client that holds the event until more
-  bytes arrive shows about 2,000 ms.
+  bytes arrive shows about 2,000 ms. The typed clients get the same test from
+  ``/typed-delay/<framing>`` with a minimal valid ``task.updated`` envelope,
+  the send time in its ``data.summary``.
 """
 
 from __future__ import annotations
@@ -61,6 +71,9 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 import sseclient
 
+from agentstream import Client as AgentStreamClient
+from agentstream import Registry, TaskEvent, parse_event
+from agentstream.models import TaskUpdatedEvent
 from agentstream.sse import EventSource, RetryPolicy
 
 FRAMINGS = ("chunked", "per-event", "close")
@@ -70,7 +83,15 @@ SILENCE = 2.0
 """Seconds the delay endpoint stays silent after its first event."""
 READ_CHUNK = 64 * 1024
 """Read size of the floors and of sseclient-py's best case."""
-DISTRIBUTIONS = ("agentstream", "requests", "urllib3", "sseclient-py")
+DISTRIBUTIONS = (
+    "agentstream",
+    "requests",
+    "urllib3",
+    "sseclient-py",
+    "pydantic",
+    "pydantic-core",
+    "blinker",
+)
 RESULTS = Path(__file__).resolve().parent / "results" / "wire.md"
 THROUGHPUT_DEADLINE = 600.0
 """Seconds after which a throughput measurement is killed and reported as failed."""
@@ -79,6 +100,12 @@ HELD_MS = 100.0
 """A small event yielded later than this after its send counts as held."""
 READ_TIMEOUT = 60.0
 """Read timeout given to every client that takes one (far above the 2 s silence)."""
+LISTENER_WAIT = 300.0
+"""Seconds a Listener client waits for its N-th handled event before giving up."""
+API_KEY = "bench-key"
+"""Sent by the typed clients as ``Authorization: Bearer``; the bench server ignores it."""
+STREAM_PATH = "/task-events/stream"
+"""What ``Client`` appends to its base URL for ``stream_events`` and ``listen``."""
 
 
 # -- the payload ----------------------------------------------------------------
@@ -106,11 +133,24 @@ _ENVELOPE: dict[str, Any] = {
 }
 
 
+def event_id(seq: int) -> str:
+    """The id of event number ``seq``: the envelope's ``id`` and the SSE ``id:`` line."""
+    return f"evt_{seq:016x}_3f9c1e"
+
+
+def envelope_data(seq: int) -> str:
+    """The ``data`` of event number ``seq``: a compact, valid ``task.updated`` envelope.
+
+    ``sequence`` is ``seq``, so it strictly increases (the typed stream drops an
+    event whose sequence is not above the last one it delivered).
+    """
+    envelope = {**_ENVELOPE, "id": event_id(seq), "sequence": seq}
+    return json.dumps(envelope, separators=(",", ":"))
+
+
 def build_event(seq: int) -> bytes:
     """Event number ``seq`` (from 1) as the server sends it: ``id``, ``event``, one ``data``."""
-    envelope = {**_ENVELOPE, "id": f"evt_{seq:016x}_3f9c1e", "sequence": seq}
-    data = json.dumps(envelope, separators=(",", ":"))
-    return f"id: {seq}\nevent: task.updated\ndata: {data}\n\n".encode()
+    return f"id: {event_id(seq)}\nevent: task.updated\ndata: {envelope_data(seq)}\n\n".encode()
 
 
 def build_events(n: int) -> list[bytes]:
@@ -157,6 +197,42 @@ def timed_event(seq: int) -> bytes:
     return f'id: {seq}\ndata: {{"seq":{seq},"sentAt":{time.time():.6f}}}\n\n'.encode()
 
 
+def timed_envelope_data(seq: int, sent_at: float) -> str:
+    """A minimal valid ``task.updated`` envelope, ``sent_at`` in its ``data.summary``."""
+    envelope = {
+        "id": event_id(seq),
+        "type": "task.updated",
+        "sequence": seq,
+        "occurredAt": "2026-11-20T10:00:00.123Z",
+        "taskId": "task_01JD8Z3K9Q",
+        "data": {
+            "taskId": "task_01JD8Z3K9Q",
+            "taskIdentifier": "AS-42",
+            "status": "in_progress",
+            "actor": {"id": "agent_research", "role": "agent"},
+            "summary": f"{sent_at:.6f}",
+            "links": {"task": "/tasks/task_01JD8Z3K9Q"},
+        },
+    }
+    return json.dumps(envelope, separators=(",", ":"))
+
+
+def timed_envelope(seq: int) -> bytes:
+    """The typed clients' small event: a valid envelope carrying the server's clock."""
+    data = timed_envelope_data(seq, time.time())
+    return f"id: {event_id(seq)}\nevent: task.updated\ndata: {data}\n\n".encode()
+
+
+def check_envelopes() -> None:
+    """Fail early unless ``parse_event`` types what the server sends, without error."""
+    for seq, data in ((1, envelope_data(1)), (2, envelope_data(2)), (1, timed_envelope_data(1, 0))):
+        event = parse_event(data)
+        if not isinstance(event, TaskUpdatedEvent) or event.validation_error is not None:
+            raise RuntimeError(f"the bench envelope does not validate: {event!r}")
+        if event.id != event_id(seq) or event.sequence != seq:
+            raise RuntimeError(f"the bench envelope has id {event.id!r}, sequence {event.sequence}")
+
+
 # -- the server -----------------------------------------------------------------
 
 
@@ -172,7 +248,19 @@ class BenchServer(socketserver.ThreadingTCPServer):
 
 
 class BenchHandler(socketserver.BaseRequestHandler):
-    """``GET /stream/<framing>?n=<n>``: N events; ``GET /delay/<framing>``: the delay test."""
+    """The paths, each ``<framing>`` one of :data:`FRAMINGS`:
+
+    - ``GET /stream/<framing>?n=<n>``: N events;
+    - ``GET /delay/<framing>``: the delay test;
+    - ``GET /typed/<framing>/<n>/task-events/stream`` and
+      ``GET /typed-delay/<framing>/task-events/stream``: the same for a
+      ``Client`` whose base URL is ``.../typed/<framing>/<n>`` (or
+      ``.../typed-delay/<framing>``); any query string, any ``Authorization``.
+
+    A request that resumes (a ``Last-Event-ID`` header or a ``cursor``
+    parameter: a typed client reconnecting after the end of the body) gets
+    204, which ends an agentstream stream without another reconnect.
+    """
 
     server: BenchServer
     request: socket.socket
@@ -186,15 +274,28 @@ class BenchHandler(socketserver.BaseRequestHandler):
             if not data:
                 return
             head += data
-        target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode()
-        parts = urlsplit(target)
-        kind, _, framing = parts.path.strip("/").partition("/")
+        request_line, *header_lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        parts = urlsplit(request_line.split(b" ")[1].decode())
+        query = parse_qs(parts.query)
+        path = parts.path
+        typed = path.endswith(STREAM_PATH)
+        if typed:
+            path = path[: -len(STREAM_PATH)]
+        kind, *rest = path.strip("/").split("/")
+        resumed = "cursor" in query or any(
+            line.lower().startswith(b"last-event-id:") for line in header_lines
+        )
         try:
-            if kind == "stream":
-                n = int(parse_qs(parts.query)["n"][0])
-                self.send_stream(framing, n)
-            elif kind == "delay" and framing in FRAMINGS:
-                self.send_delayed(framing)
+            if typed and resumed:
+                sock.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            elif kind == "stream" and not typed and len(rest) == 1:
+                self.send_stream(rest[0], int(query["n"][0]))
+            elif kind == "typed" and typed and len(rest) == 2:
+                self.send_stream(rest[0], int(rest[1]))
+            elif kind == "delay" and not typed and rest and rest[0] in FRAMINGS:
+                self.send_delayed(rest[0], timed_event)
+            elif kind == "typed-delay" and typed and rest and rest[0] in FRAMINGS:
+                self.send_delayed(rest[0], timed_envelope)
             else:
                 sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
         except OSError:
@@ -209,13 +310,13 @@ class BenchHandler(socketserver.BaseRequestHandler):
         self.request.sendall(head)
         self.request.sendall(body)
 
-    def send_delayed(self, framing: str) -> None:
+    def send_delayed(self, framing: str, event: Callable[[int], bytes]) -> None:
         wrap: Callable[[bytes], bytes] = bytes if framing == "close" else chunk
         # Head and first event in one write: nothing for Nagle or delayed ACKs to hold.
-        self.request.sendall(response_head(framing) + wrap(timed_event(1)))
+        self.request.sendall(response_head(framing) + wrap(event(1)))
         time.sleep(SILENCE)
         end = b"" if framing == "close" else LAST_CHUNK
-        self.request.sendall(wrap(timed_event(2)) + end)
+        self.request.sendall(wrap(event(2)) + end)
 
 
 def serve(conn: Connection, framings: Sequence[str], sizes: Sequence[int]) -> None:
@@ -316,27 +417,6 @@ def agentstream_sse(url: str) -> Events:
             yield event.id, event.data
 
 
-@dataclass(frozen=True)
-class Client:
-    """One measured client: a floor (counts only) or a peer (yields events)."""
-
-    key: str
-    label: str
-    floor: Optional[Callable[[str, int], int]] = None
-    peer: Optional[Callable[[str], Events]] = None
-
-
-CLIENTS = (
-    Client("socket-floor", "raw socket floor (read to EOF)", floor=socket_floor),
-    Client("requests-floor", "requests iter_content(65536) floor", floor=requests_floor),
-    Client("sseclient-readme", "sseclient-py, README form (128-byte reads)", peer=sseclient_readme),
-    Client("sseclient-64k", "sseclient-py over iter_content(65536)", peer=sseclient_64k),
-    Client("agentstream", "agentstream.sse.EventSource", peer=agentstream_sse),
-)
-BY_KEY = {client.key: client for client in CLIENTS}
-PEERS = tuple(client for client in CLIENTS if client.peer is not None)
-
-
 class Measurement(NamedTuple):
     """What one client process reports: events counted, seconds taken, last event ID."""
 
@@ -345,9 +425,168 @@ class Measurement(NamedTuple):
     last_id: Optional[str]
 
 
+def agentstream_typed(base_url: str, n: int) -> Measurement:
+    """``client.stream_events()``: typed, validated events; stop at the N-th, close the stream.
+
+    The stream would reconnect after the end of the body (by design); it is
+    closed at the N-th event, before it reads that end.
+    """
+    start = time.perf_counter()
+    count = 0
+    last_id: Optional[str] = None
+    with AgentStreamClient(base_url, API_KEY) as client, client.stream_events() as stream:
+        for event in stream:
+            count += 1
+            last_id = event.id
+            if count == n:
+                break
+    return Measurement(count, time.perf_counter() - start, last_id)
+
+
+def agentstream_listener(base_url: str, n: int) -> Measurement:
+    """A ``Listener`` running one ``@registry.on("task.updated")`` handler that counts.
+
+    Timed from before the client is built to the moment the handler has seen
+    the N-th event; stopping the listener is not timed. The reader reaches the
+    end of the body and reconnects (by design); the server answers that
+    resume with 204, and ``stop()`` ends the rest.
+    """
+    registry = Registry()
+    reached = threading.Event()
+    count = 0
+    last_id: Optional[str] = None
+    reached_at = 0.0
+
+    @registry.on("task.updated")
+    def counted(event: TaskEvent) -> None:
+        nonlocal count, last_id, reached_at
+        count += 1
+        last_id = event.id
+        if count == n:
+            reached_at = time.perf_counter()
+            reached.set()
+
+    start = time.perf_counter()
+    with AgentStreamClient(base_url, API_KEY) as client:
+        listener = client.listen(registry=registry)
+        listener.start()
+        try:
+            deadline = time.monotonic() + LISTENER_WAIT
+            while not reached.wait(0.5):
+                if not listener.running or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"listener ended or timed out after {count} events: {listener.error!r}"
+                    )
+            if not listener.wait_handled(n, timeout=10):
+                raise RuntimeError(f"the cursor did not pass sequence {n}: {listener.cursor!r}")
+        finally:
+            stopped = listener.stop(timeout=10)
+    if not stopped:
+        raise RuntimeError("the listener did not stop within 10 s")
+    if listener.error is not None or listener.stats.invalid_events:
+        raise RuntimeError(f"listener error {listener.error!r}, stats {listener.stats}")
+    return Measurement(count, reached_at - start, last_id)
+
+
+def sent_at_of(event: TaskEvent) -> float:
+    """The server's send time of a typed delay event (in its ``data.summary``)."""
+    return float(event.data.summary)
+
+
+def typed_delay(base_url: str) -> float:
+    """Milliseconds from the server's send to ``client.stream_events()`` yielding it."""
+    with AgentStreamClient(base_url, API_KEY) as client, client.stream_events() as stream:
+        event = next(stream)
+        arrived = time.time()
+    return (arrived - sent_at_of(event)) * 1000
+
+
+def listener_delay(base_url: str) -> float:
+    """Milliseconds from the server's send to a Listener's handler seeing the event."""
+    registry = Registry()
+    seen = threading.Event()
+    delays: list[float] = []
+
+    @registry.on("task.updated")
+    def first(event: TaskEvent) -> None:
+        if not delays:
+            delays.append((time.time() - sent_at_of(event)) * 1000)
+            seen.set()
+
+    with AgentStreamClient(base_url, API_KEY) as client:
+        listener = client.listen(registry=registry)
+        listener.start()
+        try:
+            if not seen.wait(DELAY_DEADLINE):
+                raise RuntimeError(f"no event handled in {DELAY_DEADLINE:.0f} s: {listener!r}")
+        finally:
+            listener.stop(timeout=10)
+    return delays[0]
+
+
+@dataclass(frozen=True)
+class Client:
+    """One measured client: a floor (counts only), a peer (yields events), or typed.
+
+    A typed client (``typed``) does its own counting and timing; it takes a
+    ``Client`` base URL and has its own delay function (``typed_delay``).
+    """
+
+    key: str
+    label: str
+    floor: Optional[Callable[[str, int], int]] = None
+    peer: Optional[Callable[[str], Events]] = None
+    typed: Optional[Callable[[str, int], Measurement]] = None
+    first_delay: Optional[Callable[[str], float]] = None
+
+    def stream_url(self, base: str, framing: str, n: int) -> str:
+        """Where this client streams ``n`` events in ``framing`` (a base URL if typed)."""
+        if self.typed is not None:
+            return f"{base}/typed/{framing}/{n}"
+        return f"{base}/stream/{framing}?n={n}"
+
+    def delay_url(self, base: str, framing: str) -> str:
+        """Where this client gets the small-event delay test in ``framing``."""
+        if self.typed is not None:
+            return f"{base}/typed-delay/{framing}"
+        return f"{base}/delay/{framing}"
+
+
+CLIENTS = (
+    Client("socket-floor", "raw socket floor (read to EOF)", floor=socket_floor),
+    Client("requests-floor", "requests iter_content(65536) floor", floor=requests_floor),
+    Client("sseclient-readme", "sseclient-py, README form (128-byte reads)", peer=sseclient_readme),
+    Client("sseclient-64k", "sseclient-py over iter_content(65536)", peer=sseclient_64k),
+    Client("agentstream", "agentstream.sse.EventSource", peer=agentstream_sse),
+    Client(
+        "typed",
+        "agentstream typed: client.stream_events()",
+        typed=agentstream_typed,
+        first_delay=typed_delay,
+    ),
+    Client(
+        "listener",
+        "agentstream listener: Listener + 1 handler",
+        typed=agentstream_listener,
+        first_delay=listener_delay,
+    ),
+)
+BY_KEY = {client.key: client for client in CLIENTS}
+PEERS = tuple(client for client in CLIENTS if client.peer is not None)
+"""The wire-level parsers."""
+TYPED = tuple(client for client in CLIENTS if client.typed is not None)
+"""agentstream's typed layers."""
+DELAYED = PEERS + TYPED
+"""The clients of the small-event delay test."""
+AGENTSTREAM = ("agentstream", *(client.key for client in TYPED))
+"""The agentstream clients, whose delays the targets check."""
+
+
 def measure_throughput(key: str, url: str, n: int) -> Measurement:
     """Run client ``key`` against ``url`` until ``n`` events; time it (in this process)."""
     client = BY_KEY[key]
+    if client.typed is not None:
+        return client.typed(url, n)
     start = time.perf_counter()
     if client.floor is not None:
         return Measurement(client.floor(url, n), time.perf_counter() - start, None)
@@ -368,6 +607,9 @@ def measure_throughput(key: str, url: str, n: int) -> Measurement:
 
 def measure_delay(key: str, url: str) -> float:
     """Milliseconds from the server's send to client ``key`` yielding the first event."""
+    first_delay = BY_KEY[key].first_delay
+    if first_delay is not None:
+        return first_delay(url)
     peer = BY_KEY[key].peer
     assert peer is not None
     events = peer(url)
@@ -462,13 +704,13 @@ def run_throughput(base: str, settings: Settings) -> dict[tuple[str, str], Throu
         for framing in settings.framings:
             for client in CLIENTS:
                 n = events_for(client, settings)
-                url = f"{base}/stream/{framing}?n={n}"
+                url = client.stream_url(base, framing, n)
                 got: Measurement = isolated(
                     measure_throughput, client.key, url, n, deadline=THROUGHPUT_DEADLINE
                 )
                 if got.events != n:
                     raise RuntimeError(f"{client.key}/{framing}: {got.events} events, not {n}")
-                if client.peer is not None and got.last_id != str(n):
+                if client.floor is None and got.last_id != event_id(n):
                     raise RuntimeError(f"{client.key}/{framing}: last id {got.last_id!r}, not {n}")
                 entry = results.setdefault(
                     (framing, client.key), Throughput(client, framing, n, [])
@@ -482,12 +724,12 @@ def run_throughput(base: str, settings: Settings) -> dict[tuple[str, str], Throu
 
 
 def run_delays(base: str, settings: Settings) -> dict[tuple[str, str], list[float]]:
-    """The small-event delay of every peer in every framing, once per round."""
+    """The small-event delay of every parsing client in every framing, once per round."""
     delays: dict[tuple[str, str], list[float]] = {}
     for round_number in range(1, settings.rounds + 1):
         for framing in settings.framings:
-            for client in PEERS:
-                url = f"{base}/delay/{framing}"
+            for client in DELAYED:
+                url = client.delay_url(base, framing)
                 delay: float = isolated(measure_delay, client.key, url, deadline=DELAY_DEADLINE)
                 delays.setdefault((framing, client.key), []).append(delay)
                 progress(
@@ -497,9 +739,16 @@ def run_delays(base: str, settings: Settings) -> dict[tuple[str, str], list[floa
     return delays
 
 
-def ratio(results: dict[tuple[str, str], Throughput], framing: str, key: str) -> float:
-    """agentstream's events/s over client ``key``'s, in ``framing`` (above 1: faster)."""
-    return results[(framing, "agentstream")].rate / results[(framing, key)].rate
+def ratio(
+    results: dict[tuple[str, str], Throughput], framing: str, key: str, of: str = "agentstream"
+) -> float:
+    """Client ``of``'s events/s over client ``key``'s, in ``framing`` (above 1: faster)."""
+    return results[(framing, of)].rate / results[(framing, key)].rate
+
+
+def extra_cost(results: dict[tuple[str, str], Throughput], framing: str, key: str) -> float:
+    """Microseconds per event that client ``key`` spends beyond ``agentstream.sse``."""
+    return (1 / results[(framing, key)].rate - 1 / results[(framing, "agentstream")].rate) * 1e6
 
 
 def report(
@@ -510,7 +759,7 @@ def report(
     wall: float,
 ) -> str:
     lines = [
-        "# agentstream.sse wire benchmark",
+        "# agentstream wire benchmark",
         "",
         f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {wall:.0f} s",
         f"- command: `{settings.command}`",
@@ -543,38 +792,59 @@ def report(
             )
     lines += [
         "",
-        "## Ratios (events/s; above 1 means agentstream is faster)",
+        "## Ratios (events/s; above 1 means the first is faster)",
+        "",
+        "agentstream = `agentstream.sse.EventSource` (the raw wire layer); typed = "
+        "`client.stream_events()`; listener = a `Listener` with one handler.",
         "",
         "| framing | agentstream / sseclient-py README form | agentstream / sseclient-py 64 KiB "
-        "| raw socket floor / fastest parser |",
-        "|---|---:|---:|---:|",
+        "| raw socket floor / fastest parser | typed / agentstream | listener / agentstream "
+        "| typed / sseclient-py 64 KiB | listener / sseclient-py 64 KiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for framing in settings.framings:
         fastest = max(results[(framing, client.key)].rate for client in PEERS)
         floor = results[(framing, "socket-floor")].rate
         lines.append(
             f"| {framing} | {ratio(results, framing, 'sseclient-readme'):.2f} | "
-            f"{ratio(results, framing, 'sseclient-64k'):.2f} | {floor / fastest:.1f} |"
+            f"{ratio(results, framing, 'sseclient-64k'):.2f} | {floor / fastest:.1f} | "
+            f"{ratio(results, framing, 'agentstream', of='typed'):.2f} | "
+            f"{ratio(results, framing, 'agentstream', of='listener'):.2f} | "
+            f"{ratio(results, framing, 'sseclient-64k', of='typed'):.2f} | "
+            f"{ratio(results, framing, 'sseclient-64k', of='listener'):.2f} |"
         )
     lines += [
         "",
-        f"## Small-event delay (ms from the server's send to the event being yielded; "
-        f"the server then stays silent {SILENCE:.0f} s; median of {settings.rounds}, "
-        f"worst in brackets)",
+        "## Cost of the typed layers (µs per event beyond `agentstream.sse.EventSource`, "
+        "from the medians)",
         "",
-        "| framing | " + " | ".join(client.label for client in PEERS) + " |",
-        "|---|" + "---:|" * len(PEERS),
+        "| framing | " + " | ".join(client.label for client in TYPED) + " |",
+        "|---|" + "---:|" * len(TYPED),
+    ]
+    for framing in settings.framings:
+        cells = [f"{extra_cost(results, framing, client.key):.1f}" for client in TYPED]
+        lines.append(f"| {framing} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"## Small-event delay (ms from the server's send to the event being yielded, "
+        f"or handled for the listener; the server then stays silent {SILENCE:.0f} s; "
+        f"median of {settings.rounds}, worst in brackets)",
+        "",
+        "| framing | " + " | ".join(client.label for client in DELAYED) + " |",
+        "|---|" + "---:|" * len(DELAYED),
     ]
     for framing in settings.framings:
         cells = []
-        for client in PEERS:
+        for client in DELAYED:
             values = delays[(framing, client.key)]
             cells.append(f"{statistics.median(values):,.1f} ({max(values):,.1f})")
         lines.append(f"| {framing} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "In the delay test `chunked` and `per-event` are the same bytes (a chunk cannot "
-        "span the silence, so each event is its own chunk).",
+        "span the silence, so each event is its own chunk). The wire-level clients get a "
+        f"{len(timed_event(1))}-byte event, the typed ones a minimal valid `task.updated` "
+        f"envelope ({len(timed_envelope(1))} bytes).",
         "",
         *verdict(settings, results, delays),
     ]
@@ -596,12 +866,13 @@ def verdict(
             f"- not slower than sseclient-py, {framing}: {met} "
             f"({readme:.2f}x the README form, {best:.2f}x the 64 KiB form)"
         )
-    worst = max(max(delays[(framing, "agentstream")]) for framing in settings.framings)
-    met = "met" if worst < HELD_MS else "**MISSED: agentstream held an event**"
-    lines.append(
-        f"- no held event: {met} (agentstream's worst small-event delay {worst:,.1f} ms; "
-        f"held means more than {HELD_MS:.0f} ms)"
-    )
+    for key in AGENTSTREAM:
+        worst = max(max(delays[(framing, key)]) for framing in settings.framings)
+        met = "met" if worst < HELD_MS else f"**MISSED: {BY_KEY[key].label} held an event**"
+        lines.append(
+            f"- no held event, {BY_KEY[key].label}: {met} (worst small-event delay "
+            f"{worst:,.1f} ms; held means more than {HELD_MS:.0f} ms)"
+        )
     return lines
 
 
@@ -641,6 +912,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Settings:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     settings = parse_args(argv)
+    check_envelopes()
     started = time.perf_counter()
     context = multiprocessing.get_context()
     parent_end, server_end = context.Pipe()

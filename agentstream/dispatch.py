@@ -90,7 +90,9 @@ class Registry:
     def __init__(self) -> None:
         self._registrations: list[_Registration] = []
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, Optional[str]], tuple[Handler, ...]] = {}
+        # (event.type, task_id) -> handlers; the enum member or unknown-type string
+        # is the key, so no str() per event.
+        self._cache: dict[tuple[Any, Optional[str]], tuple[Handler, ...]] = {}
 
     # -- registering --------------------------------------------------------
 
@@ -182,10 +184,10 @@ class Registry:
 
     def handlers_for(self, event: TaskEvent) -> tuple[Handler, ...]:
         """The handlers an event goes to, in registration order."""
-        event_type = str(event.type)
-        key = (event_type, event.task_id)
+        key = (event.type, event.task_id)
         handlers = self._cache.get(key)
         if handlers is None:
+            event_type = str(event.type)
             known = event_type in _KNOWN
             with self._lock:
                 handlers = tuple(
@@ -208,13 +210,13 @@ class Registry:
         :data:`~agentstream.signals.handler_failed` with ``sender``, and
         returned; they never propagate.
         """
-        errors: list[tuple[Handler, BaseException]] = []
-        handled = 0
-        for handler in self.handlers_for(event):
-            handled += 1
+        errors: Optional[list[tuple[Handler, BaseException]]] = None
+        handlers = self.handlers_for(event)
+        for handler in handlers:
             try:
                 handler(event)
             except Exception as exc:
+                errors = errors or []
                 errors.append((handler, exc))
                 _report(sender if sender is not None else self, event, handler, exc)
         if signal is not None and signal.receivers:
@@ -223,9 +225,23 @@ class Registry:
                 try:
                     receiver(type_sender, event=event, listener=sender)
                 except Exception as exc:
+                    errors = errors or []
                     errors.append((receiver, exc))
                     _report(sender if sender is not None else self, event, receiver, exc)
-        return DispatchResult(handled, tuple(errors))
+        if errors is None:
+            return _ok(len(handlers))
+        return DispatchResult(len(handlers), tuple(errors))
+
+
+_OK_RESULTS: dict[int, DispatchResult] = {}
+
+
+def _ok(handled: int) -> DispatchResult:
+    """The (shared, immutable) result of a dispatch where nothing failed."""
+    result = _OK_RESULTS.get(handled)
+    if result is None:
+        result = _OK_RESULTS[handled] = DispatchResult(handled, ())
+    return result
 
 
 def _report(sender: Any, event: TaskEvent, handler: Handler, exc: BaseException) -> None:

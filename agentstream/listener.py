@@ -20,13 +20,11 @@ returned, and is saved to the cursor store after each one.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import signal
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -46,7 +44,56 @@ __all__ = ["Listener", "ListenerStats"]
 
 logger = logging.getLogger(__name__)
 
-_STOP = object()
+
+class _BatchQueue:
+    """A FIFO of event batches (raw or typed) between the reader and one worker,
+    bounded in events.
+
+    ``put`` waits until there is room: at most ``capacity`` events ever wait
+    (a larger batch is queued in slices). ``None`` is the stop marker and is
+    never refused.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[Optional[list[Any]]] = deque()
+        self._events = 0
+        self._cond = threading.Condition()
+
+    def put(self, batch: list[Any], stopping: threading.Event) -> bool:
+        """Queue ``batch``, in slices, waiting for room; False if stopping first."""
+        capacity = self.capacity
+        for start in range(0, len(batch), capacity):
+            piece = batch[start : start + capacity] if len(batch) > capacity else batch
+            with self._cond:
+                while self._events + len(piece) > capacity:
+                    if stopping.is_set():
+                        return False
+                    self._cond.wait(0.1)
+                self._items.append(piece)
+                self._events += len(piece)
+                self._cond.notify()
+        return True
+
+    def put_stop(self) -> None:
+        with self._cond:
+            self._items.append(None)
+            self._cond.notify()
+
+    def get(self) -> Optional[list[Any]]:
+        with self._cond:
+            while not self._items:
+                self._cond.wait()
+            batch = self._items.popleft()
+            if batch is not None:
+                self._events -= len(batch)
+                self._cond.notify()
+            return batch
+
+    def qsize(self) -> int:
+        """Events waiting."""
+        with self._cond:
+            return self._events
 
 
 @dataclass(frozen=True)
@@ -101,13 +148,14 @@ class Listener:
         self.registry = registry if registry is not None else default_registry
         self.cursor_store: CursorStore = cursor_store or MemoryCursorStore()
         self.name = name
-        self._queues: list[queue.Queue[Any]] = [queue.Queue(queue_size) for _ in range(workers)]
+        self._queues = [_BatchQueue(queue_size) for _ in range(workers)]
         self._stream: Optional[TaskEventStream] = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._finished = threading.Event()
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
+        self._waiting = 0  # threads in wait_handled(): notify only when someone waits
         self._pending: OrderedDict[int, list[Any]] = OrderedDict()  # sequence -> [id, done]
         # A task with events in flight stays on one worker (its order is kept);
         # a task with none may go to the least-loaded worker next time.
@@ -194,9 +242,7 @@ class Listener:
         if self._stream is not None:
             self._stream.close()
         for events in self._queues:
-            # A full queue means a busy worker: it sees _stopping when its handler returns.
-            with contextlib.suppress(queue.Full):
-                events.put_nowait(_STOP)
+            events.put_stop()
         return self.join(timeout)
 
     def join(self, timeout: Optional[float] = None) -> bool:
@@ -219,12 +265,16 @@ class Listener:
         sequence = event if isinstance(event, int) else event.sequence
         deadline = time.monotonic() + timeout
         with self._progress:
-            while self._saved_sequence < sequence:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._finished.is_set():
-                    return self._saved_sequence >= sequence
-                self._progress.wait(min(remaining, 0.1))
-            return True
+            self._waiting += 1
+            try:
+                while self._saved_sequence < sequence:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._finished.is_set():
+                        return self._saved_sequence >= sequence
+                    self._progress.wait(min(remaining, 0.1))
+                return True
+            finally:
+                self._waiting -= 1
 
     def run_forever(self) -> None:
         """Run until Ctrl-C or SIGTERM (then return), or until the listener fails.
@@ -266,18 +316,30 @@ class Listener:
     def _read(self) -> None:
         assert self._stream is not None
         try:
-            for event in self._stream:
+            if len(self._queues) == 1:
+                # One worker: hand over raw events and let the worker parse them, so
+                # typed events are allocated and freed on one thread. Parsing on the
+                # reader cost ~5 us/event more CPU (allocator cache traffic between
+                # cores: bench/README.md, docs/decisions.md).
+                for raw_batch in self._stream.source.batches():
+                    if not self._queues[0].put(raw_batch, self._stopping):
+                        return
+                return
+            for batch in self._stream.batches():
+                groups: dict[int, list[TaskEvent]] = {}
                 with self._lock:
-                    self._pending[event.sequence] = [event.id, False]
-                    worker = self._assign(event.task_id)
-                if not self._put(self._queues[worker], event):
-                    return
+                    for event in batch:
+                        self._pending[event.sequence] = [event.id, False]
+                        groups.setdefault(self._assign(event.task_id), []).append(event)
+                for worker, events in groups.items():
+                    if not self._queues[worker].put(events, self._stopping):
+                        return
         except Exception as exc:
             self._error = exc
             logger.error("listener %r stopped: %s", self.name, exc)
         finally:
-            for events in self._queues:
-                self._put(events, _STOP)
+            for worker_queue in self._queues:
+                worker_queue.put_stop()
 
     def _assign(self, task_id: Optional[str]) -> int:
         """The worker for an event of ``task_id`` (called with the lock held)."""
@@ -290,23 +352,22 @@ class Listener:
         self._worker_load[worker] += 1
         return worker
 
-    def _put(self, events: queue.Queue[Any], item: Any) -> bool:
-        while True:
-            try:
-                events.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                if self._stopping.is_set():
-                    return False
-
-    def _work(self, events: queue.Queue[Any]) -> None:
+    def _work(self, events: _BatchQueue) -> None:
+        assert self._stream is not None
+        dispatch = self.registry.dispatch
+        single = len(self._queues) == 1
+        complete = self._complete_one if single else self._complete
+        parse = self._stream.parse
+        stopping = self._stopping
         try:
             while True:
-                item = events.get()
-                if item is _STOP or self._stopping.is_set():
+                batch = events.get()
+                if batch is None:
                     return
-                result = self.registry.dispatch(item, sender=self, signal=signals.event_received)
-                self._complete(item, result)
+                for event in parse(batch) if single else batch:
+                    if stopping.is_set():
+                        return
+                    complete(event, dispatch(event, sender=self, signal=signals.event_received))
         finally:
             with self._lock:
                 self._running_workers -= 1
@@ -314,7 +375,26 @@ class Listener:
             if last:
                 self._finished.set()
 
+    def _complete_one(self, event: TaskEvent, result: DispatchResult) -> None:
+        """Bookkeeping with one worker: events complete in stream order.
+
+        This thread is the only writer of these attributes, so they are set
+        without the lock (readers take a snapshot); the lock is taken only to
+        wake a thread in :meth:`wait_handled`.
+        """
+        self._handled += 1
+        if result.errors:
+            self._failures += len(result.errors)
+        self._last_event_at = time.time()
+        self._cursor = event.id
+        self._saved_sequence = event.sequence
+        self._save(event.id)
+        if self._waiting:
+            with self._lock:
+                self._progress.notify_all()
+
     def _complete(self, event: TaskEvent, result: DispatchResult) -> None:
+        """Bookkeeping with several workers: advance over the handled prefix."""
         with self._lock:
             self._handled += 1
             self._failures += len(result.errors)
@@ -332,17 +412,18 @@ class Listener:
                     break
                 self._pending.popitem(last=False)
                 advanced = (sequence, event_id)
-            if advanced is None:
+            if advanced is None or advanced[0] <= self._saved_sequence:
                 return
-            sequence, self._cursor = advanced[0], advanced[1]
-            self._progress.notify_all()
-            if sequence <= self._saved_sequence:
-                return
-            self._saved_sequence = sequence
-            try:
-                self.cursor_store.save(self.name, advanced[1])
-            except Exception:
-                logger.exception("could not save the cursor of listener %r", self.name)
+            self._saved_sequence, self._cursor = advanced
+            if self._waiting:
+                self._progress.notify_all()
+            self._save(advanced[1])  # under the lock: saves stay in order
+
+    def _save(self, cursor: str) -> None:
+        try:
+            self.cursor_store.save(self.name, cursor)
+        except Exception:
+            logger.exception("could not save the cursor of listener %r", self.name)
 
     # -- happenings to signals ------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
@@ -10,7 +11,7 @@ from typing import Callable, Optional, Union
 from .errors import InvalidEventError
 from .event_types import EventType
 from .models import TaskEvent, parse_event
-from .sse import EventSource
+from .sse import EventSource, ServerSentEvent
 
 __all__ = ["DEFAULT_STREAM_READ_TIMEOUT", "StreamOptions", "TaskEventStream", "read_timeout_for"]
 
@@ -104,7 +105,8 @@ class TaskEventStream:
         self._on_invalid = on_invalid
         self._cursor = source.last_event_id
         self._last_sequence = -1
-        self._iterator: Optional[Iterator[TaskEvent]] = None
+        self._buffer: deque[TaskEvent] = deque()
+        self._raw_batches: Optional[Iterator[list[ServerSentEvent]]] = None
 
     @property
     def cursor(self) -> Optional[str]:
@@ -129,9 +131,30 @@ class TaskEventStream:
         return self
 
     def __next__(self) -> TaskEvent:
-        if self._iterator is None:
-            self._iterator = self._events()
-        return next(self._iterator)
+        buffer = self._buffer
+        if self._source.closed:  # closed, possibly from another thread
+            buffer.clear()
+            raise StopIteration
+        while not buffer:
+            if self._raw_batches is None:
+                self._raw_batches = self._source.batches()
+            buffer.extend(self.parse(next(self._raw_batches)))
+        event = buffer.popleft()
+        self._cursor = event.id
+        return event
+
+    def batches(self) -> Iterator[list[TaskEvent]]:
+        """Iterate lists of events, one per read from the socket (see
+        :meth:`EventSource.batches <agentstream.sse.EventSource.batches>`).
+
+        Use either this or plain iteration, not both. :attr:`cursor` is the id
+        of the last event of the last batch handed out.
+        """
+        for raw in self._source.batches():
+            events = self.parse(raw)
+            if events:
+                self._cursor = events[-1].id
+                yield events
 
     def __enter__(self) -> TaskEventStream:
         return self
@@ -139,8 +162,12 @@ class TaskEventStream:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _events(self) -> Iterator[TaskEvent]:
-        for raw in self._source:
+    def parse(self, raw_events: list[ServerSentEvent]) -> list[TaskEvent]:
+        """Turn raw events into typed ones, as iteration does (for a consumer that
+        reads :attr:`source` itself, on one thread): drops repeats by sequence and
+        reports unparseable events."""
+        events: list[TaskEvent] = []
+        for raw in raw_events:
             try:
                 event = parse_event(raw.data)
             except InvalidEventError as exc:
@@ -150,8 +177,8 @@ class TaskEventStream:
                 logger.debug("dropping duplicate event %s (sequence %d)", event.id, event.sequence)
                 continue
             self._last_sequence = event.sequence
-            self._cursor = event.id
-            yield event
+            events.append(event)
+        return events
 
     def _report_invalid(self, exc: InvalidEventError, sse_id: Optional[str]) -> None:
         logger.warning("skipping an event that cannot be parsed (id %s): %s", sse_id, exc)

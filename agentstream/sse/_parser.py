@@ -82,6 +82,7 @@ class SSEParser(sseclient.SSEClient):
         self._data_size = 0
         self._event_type = b""
         self._block_retry: Optional[int] = None
+        self._types: dict[bytes, str] = {}
 
     def feed(self, chunk: bytes) -> list[Parsed]:
         """Parse ``chunk`` and return the events and comments it completes, in order."""
@@ -152,49 +153,77 @@ class SSEParser(sseclient.SSEClient):
             self.reset()
 
     def _process(self, lines: list[bytes]) -> list[Parsed]:
+        # The hot loop. The common field spellings ("data: ", "id: ", "event: ")
+        # are tested first, with one startswith and one slice each; anything
+        # else takes the general path. Decoding happens once per event.
         parsed: list[Parsed] = []
+        data = self._data
         for line in lines:
-            if not line:
-                event = self._dispatch()
-                if event is not None:
-                    parsed.append(event)
-            elif line[0] == 0x3A:  # ":" starts a comment
-                text = line[2:] if line[1:2] == b" " else line[1:]
-                parsed.append(Comment(text.decode("utf-8", "replace")))
+            if line[:6] == b"data: ":
+                data.append(line[6:])
+                self._data_size += len(line) - 5
+                if self._data_size > self.max_event_size:
+                    self._fail(self._data_size)
+            elif not line:
+                self.last_event_id = self._id_buffer
+                if data:
+                    parsed.append(
+                        ServerSentEvent(
+                            self._decode_type(self._event_type),
+                            (data[0] if len(data) == 1 else b"\n".join(data)).decode(
+                                "utf-8", "replace"
+                            ),
+                            self.last_event_id,
+                            self._block_retry,
+                        )
+                    )
+                    data.clear()
+                    self._data_size = 0
+                self._event_type = b""
+                self._block_retry = None
+            elif line[:4] == b"id: " and b"\x00" not in line:
+                self._id_buffer = line[4:].decode("utf-8", "replace") or None
+            elif line[:7] == b"event: ":
+                self._event_type = line[7:]
             else:
-                field, _, value = line.partition(b":")
-                if value[:1] == b" ":
-                    value = value[1:]
-                if field == b"data":
-                    self._data.append(value)
-                    self._data_size += len(value) + 1
-                    if self._data_size > self.max_event_size:
-                        self._fail(self._data_size)
-                elif field == b"event":
-                    self._event_type = value
-                elif field == b"id":
-                    if b"\x00" not in value:
-                        self._id_buffer = value.decode("utf-8", "replace") or None
-                elif field == b"retry" and value.isdigit():  # bytes: ASCII digits only
-                    self.retry = self._block_retry = int(value)
-                # any other field is ignored
+                comment = self._field(line)
+                if comment is not None:
+                    parsed.append(comment)
         return parsed
 
-    def _dispatch(self) -> Optional[ServerSentEvent]:
-        self.last_event_id = self._id_buffer
-        event = None
-        if self._data:
-            event = ServerSentEvent(
-                self._event_type.decode("utf-8", "replace") if self._event_type else "message",
-                b"\n".join(self._data).decode("utf-8", "replace"),
-                self.last_event_id,
-                self._block_retry,
-            )
-            self._data = []
-            self._data_size = 0
-        self._event_type = b""
-        self._block_retry = None
-        return event
+    def _field(self, line: bytes) -> Optional[Comment]:
+        """Any line but the common spellings: the general WHATWG field rules."""
+        if line[0] == 0x3A:  # ":" starts a comment
+            text = line[2:] if line[1:2] == b" " else line[1:]
+            return Comment(text.decode("utf-8", "replace"))
+        field, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if field == b"data":
+            self._data.append(value)
+            self._data_size += len(value) + 1
+            if self._data_size > self.max_event_size:
+                self._fail(self._data_size)
+        elif field == b"event":
+            self._event_type = value
+        elif field == b"id":
+            if b"\x00" not in value:
+                self._id_buffer = value.decode("utf-8", "replace") or None
+        elif field == b"retry" and value.isdigit():  # bytes: ASCII digits only
+            self.retry = self._block_retry = int(value)
+        # any other field is ignored
+        return None
+
+    def _decode_type(self, raw: bytes) -> str:
+        """The event type as text; a handful of distinct types, so decoded once each."""
+        if not raw:
+            return "message"
+        text = self._types.get(raw)
+        if text is None:
+            if len(self._types) > 256:
+                self._types.clear()
+            text = self._types[raw] = raw.decode("utf-8", "replace")
+        return text
 
     def _fail(self, size: int) -> None:
         limit = self.max_event_size

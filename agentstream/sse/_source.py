@@ -25,6 +25,7 @@ from ..errors import (
     ServerError,
     error_for_response,
 )
+from ._chunked import ChunkedReader
 from ._events import (
     Comment,
     Connected,
@@ -450,16 +451,19 @@ class EventSource:
 def _read1_of(response: requests.Response) -> Callable[[int], bytes]:
     """The function that reads what has arrived, at most one socket read per call.
 
-    With no Content-Encoding (the usual case for SSE) it is ``http.client``'s
-    own ``read1``, which undoes chunked framing; urllib3's ``read1`` on top of
-    it adds ~1.7 µs per call (error wrapping, decoder bookkeeping), which with
-    one HTTP chunk per event was a measured 0.84x of sseclient-py's speed
-    (``bench/wire.py``). urllib3's is used only to undo a Content-Encoding.
+    With no Content-Encoding (the usual case for SSE) the body is read below
+    urllib3: a chunked body through :class:`ChunkedReader` over the socket's
+    buffered reader (``http.client`` decodes one chunk per call, with several
+    Python calls each), anything else through ``http.client``'s own ``read1``.
+    urllib3's ``read1`` adds ~1.7 µs per call of bookkeeping and is used only
+    when a Content-Encoding must be undone. Measured in ``docs/decisions.md``.
     """
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     raw: Any = response.raw
     if encoding in ("", "identity") or not _URLLIB3_READ1:
         raw = raw._fp  # http.client.HTTPResponse
+        if raw.chunked and raw.fp is not None:
+            return ChunkedReader(raw.fp).read1
     read1: Callable[[int], bytes] = raw.read1
     return read1
 

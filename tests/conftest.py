@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from .scripted_server import ScriptedServer
+from .server_fixtures import ServerFactory
 
 
 @pytest.fixture
@@ -28,3 +30,13 @@ def no_thread_leak() -> Iterator[None]:
         thread.join(2)
     leaked = [t for t in leaked if t.is_alive()]
     assert not leaked, f"threads left running: {leaked}"
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[ServerFactory]:
+    """Starts reference servers on tmp_path databases; stops them all afterwards."""
+    factory = ServerFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.close()

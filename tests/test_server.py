@@ -6,8 +6,6 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,15 +51,6 @@ ENVELOPE_KEYS = {
     "data",
 }
 AGENTRAIL_COMMON = {"taskId", "taskIdentifier", "status", "summary", "availableActions", "links"}
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[ServerFactory]:
-    factory = ServerFactory(tmp_path)
-    try:
-        yield factory
-    finally:
-        factory.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -31,15 +30,6 @@ from .server_fixtures import Api, Frame, ServerFactory, error_of
 
 KEYS = {"key-1": sorted(ALL_SCOPES)}
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "server.md"
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[ServerFactory]:
-    factory = ServerFactory(tmp_path)
-    try:
-        yield factory
-    finally:
-        factory.close()
 
 
 # ---------------------------------------------------------------- restart

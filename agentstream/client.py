@@ -6,13 +6,19 @@ import logging
 import os
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
 from .cursors import CursorStore
 from .dispatch import Registry
-from .errors import ConfigurationError, ConnectionLostError, InvalidEventError, error_for_response
+from .errors import (
+    ConfigurationError,
+    ConnectionLostError,
+    InvalidEventError,
+    error_for_response,
+    secrets_in,
+)
 from .event_types import EventType
 from .listener import Listener
 from .models import TaskEvent
@@ -63,7 +69,12 @@ class Client:
     ) -> None:
         base_url = base_url or os.environ.get("AGENTSTREAM_BASE_URL") or DEFAULT_BASE_URL
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"base_url must start with http:// or https://: {base_url!r}")
+            raise ConfigurationError("base_url must start with http:// or https://")
+        parts = urlsplit(base_url)
+        if parts.username or parts.password:
+            raise ConfigurationError(
+                "base_url must not carry credentials (user:password@); pass the key as api_key"
+            )
         api_key = api_key or os.environ.get("AGENTSTREAM_API_KEY")
         if not api_key:
             raise ConfigurationError(
@@ -213,6 +224,7 @@ class Client:
                     response.content,
                     response.headers,
                     reason=response.reason or "",
+                    secrets=secrets_in(all_headers),
                 )
             return response.json() if response.content else None
 

@@ -37,6 +37,8 @@ __all__ = [
     "StreamError",
     "error_for_response",
     "parse_retry_after",
+    "redact",
+    "secrets_in",
 ]
 
 
@@ -257,14 +259,56 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
     return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
+def secrets_in(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The credentials in request headers, to keep out of error texts.
+
+    The values of ``Authorization``, ``Proxy-Authorization``, ``Cookie`` and any
+    header whose name mentions a key or a token, and the credential part of a
+    ``Bearer``/``Basic`` value.
+    """
+    found: list[str] = []
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered in ("authorization", "proxy-authorization", "cookie") or any(
+            word in lowered for word in ("key", "token", "secret")
+        ):
+            found.append(value)
+            _, _, credential = value.partition(" ")
+            if credential.strip():
+                found.append(credential.strip())
+    return tuple(secret for secret in found if len(secret) >= 4)
+
+
+def redact(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` (text, or dicts and lists of it) with every secret replaced."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            value = value.replace(secret, "<redacted>")
+        return value
+    if isinstance(value, dict):
+        return {redact(k, secrets): redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(item, secrets) for item in value]
+    return value
+
+
 def error_for_response(
-    status: int, body: bytes, headers: Mapping[str, str], *, reason: str = ""
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    reason: str = "",
+    secrets: tuple[str, ...] = (),
 ) -> APIError:
     """Build the typed error for an HTTP answer.
 
     The body may be the agentstream JSON shape
     ``{"error": {"code", "message", "details"}}`` or anything else (a proxy's
-    HTML 502 page): the class follows the status either way.
+    HTML 502 page): the class follows the status either way. ``secrets``
+    (the request's credentials, see :func:`secrets_in`) are replaced by
+    ``<redacted>`` wherever the server echoed them in the message or details.
     """
     code: Optional[str] = None
     message = ""
@@ -280,6 +324,7 @@ def error_for_response(
         details = err.get("details") if isinstance(err.get("details"), dict) else {}
     if not message:
         message = reason or "request failed"
+    message, details = redact(message, secrets), redact(details, secrets)
     cls: type[APIError]
     if status >= 500:
         cls = ServerError

@@ -607,3 +607,23 @@ def test_a_failing_happening_callback_does_not_break_the_stream(server: Scripted
 def test_body_and_json_are_exclusive() -> None:
     with pytest.raises(ValueError, match="either body or json"):
         EventSource("http://127.0.0.1:1/", body=b"x", json={})
+
+
+def test_identity_is_asked_for_and_a_gzipped_stream_still_works(server: ScriptedServer) -> None:
+    import zlib
+
+    def gzipped(conn: Conn) -> None:
+        conn.start(headers={"Content-Encoding": "gzip"})
+        compressor = zlib.compressobj(wbits=31)
+        for n in (1, 2):
+            conn.send(
+                compressor.compress(sse(f"zipped {n}", id=str(n)))
+                + compressor.flush(zlib.Z_SYNC_FLUSH)
+            )
+        conn.wait_closed_by_client(10)
+
+    server.script("/events", gzipped)
+    reader = Reader(source_for(server))
+    assert [e.data for e in reader.take(2)] == ["zipped 1", "zipped 2"]
+    reader.finish()
+    assert server.requests[0].headers["accept-encoding"] == "identity"

@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 
 from agentstream import (
+    AgentStreamError,
     Client,
     ConfigurationError,
     EventType,
     InsufficientScopeError,
     InvalidEventError,
     NotFoundError,
+    Registry,
     RetryPolicy,
     StreamOptions,
     TaskEventType,
@@ -218,3 +220,56 @@ def test_api_call_errors_are_typed(server: ScriptedServer) -> None:
     )
     with pytest.raises(NotFoundError, match="no task"):
         client_for(server).request("GET", "/tasks/nope")
+
+
+def _echo_key(status: int, content_type: str = "application/json"):
+    def script(conn: Conn) -> None:
+        header = conn.request.headers.get("authorization", "")
+        if content_type == "application/json":
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "x",
+                        "message": f"key {header} rejected",
+                        "details": {"got": header},
+                    }
+                }
+            ).encode()
+        else:
+            body = f"<html>you sent {header}</html>".encode()
+        conn.respond(status, body, content_type=content_type)
+
+    return script
+
+
+def test_a_server_echoing_the_key_does_not_put_it_in_errors(server: ScriptedServer) -> None:
+    server.script("/task-events/stream", _echo_key(401))
+    server.script("/tasks/t1", _echo_key(403))
+    client = client_for(server)
+    texts = []
+    with pytest.raises(AgentStreamError) as stream_error:
+        next(client.stream_events())
+    texts.append(f"{stream_error.value} {stream_error.value!r} {stream_error.value.details}")
+    with pytest.raises(AgentStreamError) as api_error:
+        client.request("GET", "/tasks/t1")
+    texts.append(f"{api_error.value} {api_error.value.details}")
+    listener = client.listen(registry=Registry())
+    with pytest.raises(SystemExit) as exit_info:
+        listener.run_forever()
+    texts.append(str(exit_info.value))
+    assert all("<redacted>" in text for text in texts), texts
+    assert not any(KEY in text for text in texts), texts
+
+
+def test_a_non_sse_page_echoing_the_key_is_redacted(server: ScriptedServer) -> None:
+    server.script("/task-events/stream", _echo_key(200, content_type="text/html"))
+    with pytest.raises(AgentStreamError) as info:
+        next(client_for(server).stream_events())
+    assert KEY not in str(info.value.details)
+    assert "<redacted>" in str(info.value.details)
+
+
+def test_credentials_in_the_base_url_are_refused_without_repeating_them() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Client("http://user:hunter22@127.0.0.1:8787", KEY)
+    assert "hunter22" not in str(info.value)

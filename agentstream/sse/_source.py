@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import logging
 import socket
@@ -24,6 +25,8 @@ from ..errors import (
     RetryBudgetExhaustedError,
     ServerError,
     error_for_response,
+    redact,
+    secrets_in,
 )
 from ._chunked import ChunkedReader
 from ._events import (
@@ -137,6 +140,7 @@ class EventSource:
         self.method = method.upper()
         self._params = dict(params or {})
         self._headers = dict(headers or {})
+        self._secrets = secrets_in(self._headers)
         self._body = body
         self._json = json
         self._resume_param = resume_param
@@ -315,9 +319,13 @@ class EventSource:
             self._release()
 
     def _connect(self) -> Optional[requests.Response]:
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
-        if not _URLLIB3_READ1:
-            headers["Accept-Encoding"] = "identity"
+        # identity: compression buffers events on the server side, and the body
+        # is read below urllib3's decoders (see _read1_of).
+        headers = {
+            "Accept": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "Accept-Encoding": "identity",
+        }
         headers.update(self._headers)
         params = dict(self._params)
         if self._last_event_id:
@@ -350,7 +358,7 @@ class EventSource:
                     f"is {self.url} an SSE endpoint?",
                     status=status,
                     headers=response.headers,
-                    details={"body": body[:200].decode("utf-8", "replace")},
+                    details={"body": redact(body[:200].decode("utf-8", "replace"), self._secrets)},
                 )
             with self._lock:
                 if self._closed:
@@ -368,7 +376,9 @@ class EventSource:
                 status=status,
                 headers=response.headers,
             )
-        error = error_for_response(status, body, response.headers, reason=response.reason or "")
+        error = error_for_response(
+            status, body, response.headers, reason=response.reason or "", secrets=self._secrets
+        )
         if status in (408, 429) or status >= 500:
             if isinstance(error, (ServerError, RateLimitError)):
                 raise error
@@ -451,21 +461,30 @@ class EventSource:
 def _read1_of(response: requests.Response) -> Callable[[int], bytes]:
     """The function that reads what has arrived, at most one socket read per call.
 
-    With no Content-Encoding (the usual case for SSE) the body is read below
+    With no Content-Encoding (what the stream asks for) the body is read below
     urllib3: a chunked body through :class:`ChunkedReader` over the socket's
     buffered reader (``http.client`` decodes one chunk per call, with several
     Python calls each), anything else through ``http.client``'s own ``read1``.
-    urllib3's ``read1`` adds ~1.7 µs per call of bookkeeping and is used only
-    when a Content-Encoding must be undone. Measured in ``docs/decisions.md``.
+    A server that compresses anyway is read through urllib3's ``read1`` with
+    decoding on, which needs urllib3 2.3 or later. Measured in
+    ``docs/decisions.md``.
     """
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     raw: Any = response.raw
-    if encoding in ("", "identity") or not _URLLIB3_READ1:
+    if encoding in ("", "identity"):
         raw = raw._fp  # http.client.HTTPResponse
         if raw.chunked and raw.fp is not None:
             return ChunkedReader(raw.fp).read1
-    read1: Callable[[int], bytes] = raw.read1
-    return read1
+        read1: Callable[[int], bytes] = raw.read1
+        return read1
+    if not _URLLIB3_READ1:
+        raise ContentTypeError(
+            f"the server compressed the stream (Content-Encoding: {encoding}) although "
+            "identity was asked for; reading it needs urllib3 2.3 or later",
+            status=response.status_code,
+            code="bad_content_encoding",
+        )
+    return functools.partial(raw.read1, decode_content=True)
 
 
 def _shutdown(response: requests.Response) -> None:

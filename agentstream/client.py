@@ -10,7 +10,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from .cursors import CursorStore
+from .cursors import CursorStore, MemoryCursorStore
 from .dispatch import Registry
 from .errors import (
     ConfigurationError,
@@ -87,6 +87,8 @@ class Client:
         self.__api_key = api_key
         self._given_session = session
         self._session = session if session is not None else requests.Session()
+        # Listeners of this client share it, so listen() again resumes in-process.
+        self._cursors = MemoryCursorStore()
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, api_key=<hidden>)"
@@ -138,12 +140,15 @@ class Client:
 
         ``client.listen(StreamOptions(heartbeat_seconds=30)).run_forever()``
         runs the handlers registered with :func:`agentstream.on` until Ctrl-C.
+        Without ``cursor_store``, the listeners of one client share an
+        in-memory store: a second ``listen()`` with the same ``name`` resumes
+        where the first stopped.
         """
         return Listener(
             self,
             options,
             registry=registry,
-            cursor_store=cursor_store,
+            cursor_store=cursor_store if cursor_store is not None else self._cursors,
             name=name,
             workers=workers,
             queue_size=queue_size,

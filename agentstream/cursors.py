@@ -32,7 +32,8 @@ class CursorStore(Protocol):
 
 
 class MemoryCursorStore:
-    """Cursors in memory: the default; survives a listener restart, not a process."""
+    """Cursors in memory: survives a listener restart in the same process, not
+    a new process. Each :class:`~agentstream.Client` keeps one for its listeners."""
 
     def __init__(self) -> None:
         self._cursors: dict[str, str] = {}

@@ -156,6 +156,7 @@ class Listener:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._finished = threading.Event()
+        self._signalled = False
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
         self._waiting = 0  # threads in wait_handled(): notify only when someone waits
@@ -210,7 +211,9 @@ class Listener:
         """Connect and start the threads. Returns the listener."""
         if self._threads:
             raise RuntimeError("this listener was already started; create a new one")
-        cursor = self.options.cursor or self.cursor_store.load(self.name)
+        # The store's cursor wins: options.cursor is only where a listener with
+        # nothing saved yet starts.
+        cursor = self.cursor_store.load(self.name) or self.options.cursor
         self._cursor = cursor
         self._stream = self._client.stream_events(
             replace(self.options, cursor=cursor),
@@ -293,7 +296,7 @@ class Listener:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous[signum] = signal.signal(signum, self._on_signal)
         try:
-            while not self._finished.wait(0.5):
+            while not self._signalled and not self._finished.wait(0.25):
                 pass
         finally:
             for signum, handler in previous.items():
@@ -456,8 +459,7 @@ class Listener:
         signals.invalid_event.send(self, error=error)
 
     def _on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
-        logger.info("listener %r: signal %d, stopping", self.name, signum)
-        self._stopping.set()
-        if self._stream is not None:
-            self._stream.close()
-        self._finished.set()
+        # Runs between two bytecodes of the main thread, which may be inside
+        # _finished.wait() holding that Event's lock: only set a flag here;
+        # run_forever() sees it within 0.25 s and stops.
+        self._signalled = True

@@ -381,3 +381,38 @@ def test_the_batch_queue_keeps_order_and_never_holds_more_than_its_capacity() ->
     assert full.put([1], stopping)
     stopping.set()
     assert not full.put([2], stopping)  # no room, and stopping: gives up instead of waiting
+
+
+def test_the_stored_cursor_wins_over_the_options_cursor(
+    tmp_path: Any, agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    store = SQLiteCursorStore(tmp_path / "c.sqlite3")
+    task_id = new_task(agentstream_server)
+    first = publish_chunks(agentstream_server, 3, task_id)
+    options = StreamOptions(event_types=["message.chunk"], cursor=first[0]["id"])
+    seen = EventRecorder()
+    registry = Registry()
+    registry.on("message.chunk")(seen)
+    with listening(agentstream_client, registry, options, cursor_store=store) as listener:
+        assert listener.wait_handled(first[-1]["sequence"])
+    later = publish_chunks(agentstream_server, 2, task_id)
+    with listening(agentstream_client, registry, options, cursor_store=store) as listener:
+        assert listener.wait_handled(later[-1]["sequence"])
+    assert [e.id for e in seen.events] == [e["id"] for e in first[1:] + later]
+    store.close()
+
+
+def test_listening_again_on_the_same_client_resumes(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    seen = EventRecorder()
+    registry = Registry()
+    registry.on("message.chunk")(seen)
+    task_id = new_task(agentstream_server)
+    with listening(agentstream_client, registry) as listener:
+        before = publish_chunks(agentstream_server, 2, task_id)
+        assert listener.wait_handled(before[-1]["sequence"])
+    missed = publish_chunks(agentstream_server, 2, task_id)  # nobody listening
+    with listening(agentstream_client, registry) as listener:
+        assert listener.wait_handled(missed[-1]["sequence"])
+    assert [e.id for e in seen.events] == [e["id"] for e in before + missed]

@@ -292,3 +292,12 @@ def test_matches_the_specification_for_any_chunking(data: bytes, cuts: list[int]
     got, parser = parse(chunks)
     assert got == expected
     assert parser.last_event_id == expected_id
+
+
+def test_events_before_an_oversized_one_are_still_delivered() -> None:
+    parser = SSEParser(max_event_size=100)
+    got = parser.feed(b"data: ok\n\ndata: " + b"x" * 200 + b"\n\n")
+    assert got == [E("message", "ok")]
+    assert isinstance(parser.failure, EventTooLargeError)
+    with pytest.raises(EventTooLargeError):
+        parser.feed(b"data: later\n\n")

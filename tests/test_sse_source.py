@@ -627,3 +627,29 @@ def test_identity_is_asked_for_and_a_gzipped_stream_still_works(server: Scripted
     assert [e.data for e in reader.take(2)] == ["zipped 1", "zipped 2"]
     reader.finish()
     assert server.requests[0].headers["accept-encoding"] == "identity"
+
+
+def test_events_before_an_oversized_one_reach_the_caller(server: ScriptedServer) -> None:
+    server.script("/events", stream_then_hold(sse("fine", id="1") + sse("x" * 500, id="2")))
+    source = source_for(server, max_event_size=100)
+    assert next(source).data == "fine"
+    with pytest.raises(EventTooLargeError):
+        next(source)
+
+
+@pytest.mark.parametrize(("event_id", "header"), [("€1", "€1".encode()), (" spaced", None)])
+def test_any_event_id_can_be_resumed_from(
+    server: ScriptedServer, event_id: str, header: Optional[bytes]
+) -> None:
+    server.script(
+        "/events",
+        stream_then_end(f"id: {event_id}\ndata: a\n\n".encode()),
+        stream_then_hold(sse("b", id="2")),
+    )
+    reader = Reader(source_for(server, resume_param="cursor"))
+    assert [e.data for e in reader.take(2)] == ["a", "b"]
+    reader.finish()
+    second = server.requests[1]
+    assert second.query["cursor"] == event_id
+    sent = second.headers.get("last-event-id")
+    assert (sent.encode("latin-1") if sent is not None else None) == header

@@ -83,9 +83,18 @@ class SSEParser(sseclient.SSEClient):
         self._event_type = b""
         self._block_retry: Optional[int] = None
         self._types: dict[bytes, str] = {}
+        self.failure: Optional[EventTooLargeError] = None
+        """The error that ended parsing, once an event was too large."""
 
     def feed(self, chunk: bytes) -> list[Parsed]:
-        """Parse ``chunk`` and return the events and comments it completes, in order."""
+        """Parse ``chunk`` and return the events and comments it completes, in order.
+
+        Raises :class:`~agentstream.errors.EventTooLargeError` for an event over
+        ``max_event_size``; complete events of the same chunk before it are
+        returned first, and the error is raised by the next call.
+        """
+        if self.failure is not None:
+            raise self.failure
         if not self._started:
             chunk = self._head + chunk
             if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
@@ -108,18 +117,25 @@ class SSEParser(sseclient.SSEClient):
         lines = chunk.split(b"\n")
         tail = lines.pop()
         parsed: list[Parsed] = []
-        if lines:
-            if self._partial:
-                self._partial.append(lines[0])
-                lines[0] = b"".join(self._partial)
-                self._partial = []
-                self._partial_size = 0
-            parsed = self._process(lines)
-        if tail:
-            self._partial.append(tail)
-            self._partial_size += len(tail)
-            if self._data_size + self._partial_size > self.max_event_size:
-                self._fail(self._data_size + self._partial_size)
+        try:
+            if lines:
+                if self._partial:
+                    self._partial.append(lines[0])
+                    lines[0] = b"".join(self._partial)
+                    self._partial = []
+                    self._partial_size = 0
+                self._process(lines, parsed)
+            if tail:
+                self._partial.append(tail)
+                self._partial_size += len(tail)
+                if self._data_size + self._partial_size > self.max_event_size:
+                    self._fail(self._data_size + self._partial_size)
+        except EventTooLargeError as exc:
+            # Complete events before the oversized one are still handed out;
+            # the error is raised by the next feed() (see `failure`).
+            self.failure = exc
+            if not parsed:
+                raise
         return parsed
 
     def reset(self) -> None:
@@ -152,11 +168,10 @@ class SSEParser(sseclient.SSEClient):
         finally:
             self.reset()
 
-    def _process(self, lines: list[bytes]) -> list[Parsed]:
+    def _process(self, lines: list[bytes], parsed: list[Parsed]) -> None:
         # The hot loop. The common field spellings ("data: ", "id: ", "event: ")
         # are tested first, with one startswith and one slice each; anything
         # else takes the general path. Decoding happens once per event.
-        parsed: list[Parsed] = []
         data = self._data
         for line in lines:
             if line[:6] == b"data: ":
@@ -189,7 +204,6 @@ class SSEParser(sseclient.SSEClient):
                 comment = self._field(line)
                 if comment is not None:
                     parsed.append(comment)
-        return parsed
 
     def _field(self, line: bytes) -> Optional[Comment]:
         """Any line but the common spellings: the general WHATWG field rules."""

@@ -329,7 +329,9 @@ class EventSource:
         headers.update(self._headers)
         params = dict(self._params)
         if self._last_event_id:
-            headers["Last-Event-ID"] = self._last_event_id
+            header = _header_value(self._last_event_id)
+            if header is not None:
+                headers["Last-Event-ID"] = header  # type: ignore[assignment]
             if self._resume_param:
                 params[self._resume_param] = self._last_event_id
         try:
@@ -416,6 +418,8 @@ class EventSource:
                 yield batch
                 if self.closed:
                     return
+            if self._parser.failure is not None:
+                raise self._parser.failure
 
     # -- helpers --------------------------------------------------------
 
@@ -485,6 +489,16 @@ def _read1_of(response: requests.Response) -> Callable[[int], bytes]:
             code="bad_content_encoding",
         )
     return functools.partial(raw.read1, decode_content=True)
+
+
+def _header_value(event_id: str) -> Optional[bytes]:
+    """The Last-Event-ID header for an id: its UTF-8 bytes, as browsers send it.
+
+    None for an id that no header can carry (one starting with white space):
+    the stream then resumes through ``resume_param`` alone.
+    """
+    value = event_id.encode("utf-8")
+    return None if value[:1].isspace() else value
 
 
 def _shutdown(response: requests.Response) -> None:

@@ -416,3 +416,21 @@ def test_listening_again_on_the_same_client_resumes(
     with listening(agentstream_client, registry) as listener:
         assert listener.wait_handled(missed[-1]["sequence"])
     assert [e.id for e in seen.events] == [e["id"] for e in before + missed]
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_stop_is_prompt_while_the_server_has_not_answered_yet() -> None:
+    from .scripted_server import ScriptedServer
+
+    silent = ScriptedServer()
+    silent.script("/task-events/stream", lambda conn: conn.wait_closed_by_client(10))
+    client = Client(silent.url(""), "k")
+    try:
+        listener = client.listen(StreamOptions(heartbeat_seconds=30), registry=Registry()).start()
+        silent.wait_for_requests(1)
+        started = time.monotonic()
+        assert listener.stop(timeout=2.0)
+        assert time.monotonic() - started < 1.0
+    finally:
+        client.close()
+        silent.stop()

@@ -653,3 +653,31 @@ def test_any_event_id_can_be_resumed_from(
     assert second.query["cursor"] == event_id
     sent = second.headers.get("last-event-id")
     assert (sent.encode("latin-1") if sent is not None else None) == header
+
+
+def never_answers(conn: Conn) -> None:
+    conn.wait_closed_by_client(10)  # took the request; no status line, ever
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_close_interrupts_a_wait_for_the_response_headers(server: ScriptedServer) -> None:
+    server.script("/events", never_answers)
+    log = Log()
+    reader = Reader(source_for(server, read_timeout=30, on_happening=log))
+    server.wait_for_requests(1)
+    started = time.monotonic()
+    reader.source.close()
+    assert reader.done.wait(1.0)
+    assert time.monotonic() - started < 0.5
+    assert reader.error is None
+    assert not any(isinstance(h, (Retrying, Disconnected)) for h in log.items)
+    reader.thread.join(1)
+
+
+def test_restart_interrupts_a_wait_for_the_response_headers(server: ScriptedServer) -> None:
+    server.script("/events", never_answers, stream_then_hold(sse("second try")))
+    reader = Reader(source_for(server, read_timeout=30))
+    server.wait_for_requests(1)
+    reader.source.restart()
+    assert reader.take(1, timeout=2)[0].data == "second try"
+    reader.finish()

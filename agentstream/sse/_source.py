@@ -14,6 +14,8 @@ from collections.abc import Generator, Iterator, Mapping
 from typing import Any, Callable, Optional, Union
 
 import requests
+import requests.adapters
+import urllib3
 import urllib3.exceptions
 import urllib3.response
 
@@ -148,7 +150,14 @@ class EventSource:
         self._timeout = (connect_timeout, read_timeout)
         self._chunk_size = chunk_size
         self._own_session = session is None
-        self._session = session if session is not None else requests.Session()
+        if session is None:
+            # Our own session reports each new socket at once, so that close()
+            # and restart() can also interrupt a connect or a wait for headers.
+            session = requests.Session()
+            adapter = _SocketReportingAdapter(self._on_new_socket)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self._session = session
         self._on_happening = on_happening
         self._parser = SSEParser(max_event_size=max_event_size, last_event_id=last_event_id or None)
         self._last_event_id: Optional[str] = last_event_id or None
@@ -158,6 +167,7 @@ class EventSource:
         self._closed = False
         self._restart_requested = False
         self._response: Optional[requests.Response] = None
+        self._opening: Optional[socket.socket] = None  # connecting, no response yet
         self._reading = False
         self._batches: Optional[Generator[list[ServerSentEvent], None, None]] = None
         self._buffer: deque[ServerSentEvent] = deque()
@@ -228,8 +238,10 @@ class EventSource:
         """
         with self._lock:
             self._closed = True
-            response, reading = self._response, self._reading
+            response, reading, opening = self._response, self._reading, self._opening
         self._wake.set()
+        if opening is not None:
+            _shutdown_socket(opening)
         if response is not None:
             _shutdown(response)
             if not reading:
@@ -245,8 +257,10 @@ class EventSource:
             if self._closed:
                 return
             self._restart_requested = True
-            response = self._response
+            response, opening = self._response, self._opening
         self._wake.set()
+        if opening is not None:
+            _shutdown_socket(opening)
         if response is not None:
             _shutdown(response)
 
@@ -262,6 +276,10 @@ class EventSource:
                 try:
                     response = self._connect()
                 except (ConnectionLostError, ServerError, RateLimitError) as exc:
+                    if self.closed:
+                        return
+                    if self._take_restart():
+                        continue
                     error = exc
                     self._emit(Disconnected(reason=f"connection failed: {exc}", error=exc))
                 else:
@@ -335,7 +353,7 @@ class EventSource:
             if self._resume_param:
                 params[self._resume_param] = self._last_event_id
         try:
-            response = self._session.request(
+            response = self._request(
                 self.method,
                 self.url,
                 params=params,
@@ -386,6 +404,20 @@ class EventSource:
                 raise error
             raise ConnectionLostError(str(error)) from error
         raise error
+
+    def _request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        try:
+            return self._session.request(*args, **kwargs)
+        finally:
+            with self._lock:
+                self._opening = None
+
+    def _on_new_socket(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._opening = sock
+            interrupt = self._closed or self._restart_requested
+        if interrupt:
+            _shutdown_socket(sock)
 
     def _read(self, response: requests.Response) -> Iterator[list[ServerSentEvent]]:
         read1 = _read1_of(response)
@@ -504,10 +536,42 @@ def _header_value(event_id: str) -> Optional[bytes]:
 def _shutdown(response: requests.Response) -> None:
     """Wake a thread blocked reading ``response`` by shutting its socket down."""
     sock = _socket_of(response)
-    if sock is None:
-        return
+    if sock is not None:
+        _shutdown_socket(sock)
+
+
+def _shutdown_socket(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):  # already closed or not connected
         sock.shutdown(socket.SHUT_RDWR)
+
+
+class _SocketReportingAdapter(requests.adapters.HTTPAdapter):
+    """An adapter whose new connections hand their socket to ``report`` as soon
+    as it is connected, before the request is sent (for proxies: not reported)."""
+
+    def __init__(self, report: Callable[[socket.socket], None]) -> None:
+        self._report = report
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _reporting_pool(urllib3.HTTPConnectionPool, self._report),
+            "https": _reporting_pool(urllib3.HTTPSConnectionPool, self._report),
+        }
+
+
+def _reporting_pool(base: Any, report: Callable[[socket.socket], None]) -> Any:
+    class Connection(base.ConnectionCls):  # type: ignore[misc]
+        def _new_conn(self) -> socket.socket:
+            sock: socket.socket = super()._new_conn()
+            report(sock)
+            return sock
+
+    class Pool(base):  # type: ignore[misc]
+        ConnectionCls = Connection
+
+    return Pool
 
 
 def _socket_of(response: requests.Response) -> Optional[socket.socket]:

@@ -681,3 +681,19 @@ def test_restart_interrupts_a_wait_for_the_response_headers(server: ScriptedServ
     reader.source.restart()
     assert reader.take(1, timeout=2)[0].data == "second try"
     reader.finish()
+
+
+def test_a_retry_after_beyond_the_budget_gives_up_at_once(server: ScriptedServer) -> None:
+    server.script("/events", error(503, headers={"Retry-After": "86400"}))
+    source = source_for(server, retry=RetryPolicy(max_elapsed=60))
+    started = time.monotonic()
+    with pytest.raises(RetryBudgetExhaustedError, match="past the retry budget"):
+        next(source)
+    assert time.monotonic() - started < 2
+    assert len(server.requests) == 1
+
+
+def test_a_zero_retry_from_the_server_still_backs_off() -> None:
+    policy = RetryPolicy(max_delay=10)
+    delays = [policy.delay(n, server_retry=0.0, rand=lambda: 1.0) for n in (1, 5, 11)]
+    assert delays == [0.001, 0.016, 1.024]

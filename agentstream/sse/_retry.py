@@ -74,6 +74,7 @@ class RetryPolicy:
     ) -> float:
         """Seconds to wait before attempt number ``attempt`` (1 = first retry)."""
         base = self.initial_delay if server_retry is None else server_retry
+        base = max(base, 0.001)  # a server's "retry: 0" still backs off, from 1 ms
         ceiling = min(self.max_delay, base * self.multiplier ** max(0, attempt - 1))
         wait = ceiling * rand() if self.jitter else ceiling
         if retry_after is not None:

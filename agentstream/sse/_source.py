@@ -324,6 +324,16 @@ class EventSource:
                 retry_after = getattr(error, "retry_after", None)
                 server_retry = None if self._parser.retry is None else self._parser.retry / 1000
                 delay = policy.delay(attempts, server_retry=server_retry, retry_after=retry_after)
+                if (
+                    policy.max_elapsed is not None
+                    and now - first_failure + delay > policy.max_elapsed
+                ):
+                    raise RetryBudgetExhaustedError(
+                        f"giving up: the next attempt would come {delay:.1f}s from now, past the "
+                        f"retry budget of {policy.max_elapsed:.0f}s; last error: {cause}",
+                        last_error=cause,
+                        attempts=attempts,
+                    ) from cause
                 self._emit(Retrying(delay=delay, attempt=attempts, error=error))
                 self._wake.wait(delay)
                 if self._take_restart():

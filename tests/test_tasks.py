@@ -120,5 +120,8 @@ def test_a_network_error_surfaces_only_when_the_budget_is_spent() -> None:
     started = time.monotonic()
     with pytest.raises(RetryBudgetExhaustedError) as info:
         list(events)
-    assert time.monotonic() - started >= 1.0  # it kept retrying for the whole budget
+    # It kept retrying within the budget: with delays capped at 0.05, 0.1, 0.2,
+    # 0.4 s, the first four waits end before 1 s whatever the jitter draws.
+    assert info.value.attempts >= 5
+    assert time.monotonic() - started < 1.5
     assert "connect" in str(info.value.last_error)

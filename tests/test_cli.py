@@ -84,3 +84,44 @@ def test_tail_rejects_bad_options_before_connecting() -> None:
     result = run("tail", "--api-key", "k", "--type", "task.nope")
     assert result.returncode == 1
     assert "unknown event type" in result.stderr
+
+
+def test_tail_resumes_after_a_dropped_connection() -> None:
+    with ReferenceServer(agent_pace=0.0) as server:
+        task = server.store.create_task("tail me", events_streaming=True)
+        env = {
+            **os.environ,
+            "AGENTSTREAM_BASE_URL": server.url,
+            "AGENTSTREAM_API_KEY": server.api_key,
+        }
+        tail = subprocess.Popen(
+            [sys.executable, "-m", "agentstream", "tail", "--json", "--type", "message.chunk"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert tail.stdout is not None
+        try:
+            deadline = time.monotonic() + 10
+            while server.app.open_streams == 0:  # tail starts at the live end: wait for it
+                assert time.monotonic() < deadline, "tail never connected"
+                time.sleep(0.01)
+            first = server.store.publish("message.chunk", "before the drop", task["id"])
+            assert json.loads(tail.stdout.readline())["id"] == first["id"]
+            server.drop_streams()
+            second = server.store.publish("message.chunk", "after the drop", task["id"])
+            assert json.loads(tail.stdout.readline())["id"] == second["id"]
+        finally:
+            tail.terminate()
+            tail.communicate(timeout=10)
+
+
+def test_demo_uses_colour_on_a_terminal() -> None:
+    import io
+
+    from agentstream.demo import run_demo
+
+    out = io.StringIO()
+    assert run_demo(pace=0.01, out=out, colour=True) == 0
+    assert "\033[32m" in out.getvalue()

@@ -75,13 +75,13 @@ class _BatchQueue:
                 self._items.append(piece)
                 self._events += len(piece)
                 start += len(piece)
-                self._cond.notify()
+                self._cond.notify_all()
         return True
 
     def put_stop(self) -> None:
         with self._cond:
             self._items.append(None)
-            self._cond.notify()
+            self._cond.notify_all()
 
     def get(self) -> Optional[list[Any]]:
         with self._cond:
@@ -90,7 +90,7 @@ class _BatchQueue:
             batch = self._items.popleft()
             if batch is not None:
                 self._events -= len(batch)
-                self._cond.notify()
+                self._cond.notify_all()
             return batch
 
     def qsize(self) -> int:

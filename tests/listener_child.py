@@ -3,8 +3,9 @@
 Usage: listener_child.py URL KEY CURSOR_DB OUT [BLOCK_AT]
 
 Handles message.chunk events by appending their text to OUT, after the
-handler's work is done; with BLOCK_AT, the handler for "part BLOCK_AT" never
-returns (the process is then killed mid-stream). Prints "ready" once connected.
+handler's work is done, then saying so on stdout; with BLOCK_AT, the
+handler for "part BLOCK_AT" never returns (the process is then killed
+mid-stream). Prints "ready" once connected.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main(url: str, key: str, db: str, out: str, block_at: str = "") -> None:
             threading.Event().wait()  # stuck until the process is killed
         with open(out, "a") as handle:
             handle.write(f"{event.data}\n")
+        print(f"handled {event.data}", flush=True)  # the parent waits on these lines
 
     client = Client(url, key)
     listener = client.listen(

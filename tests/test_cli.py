@@ -103,10 +103,8 @@ def test_tail_resumes_after_a_dropped_connection() -> None:
         )
         assert tail.stdout is not None
         try:
-            deadline = time.monotonic() + 10
-            while server.app.open_streams == 0:  # tail starts at the live end: wait for it
-                assert time.monotonic() < deadline, "tail never connected"
-                time.sleep(0.01)
+            # tail starts at the live end: wait until it is connected
+            assert server.app.wait_open_streams(1, timeout=10), "tail never connected"
             first = server.store.publish("message.chunk", "before the drop", task["id"])
             assert json.loads(tail.stdout.readline())["id"] == first["id"]
             server.drop_streams()

@@ -101,10 +101,7 @@ def test_stop_is_prompt_mid_read_and_leaves_no_connection(
         started = time.monotonic()
         assert listener.stop(timeout=2.0)
         assert time.monotonic() - started < 1.0
-    deadline = time.monotonic() + 5
-    while agentstream_server.app.open_streams and time.monotonic() < deadline:
-        threading.Event().wait(0.01)
-    assert agentstream_server.app.open_streams == 0
+    assert agentstream_server.app.wait_open_streams(0, timeout=5)
 
 
 @pytest.mark.usefixtures("no_thread_leak")
@@ -172,10 +169,9 @@ def test_backpressure_makes_the_reader_wait_and_loses_nothing(
     with listening(agentstream_client, registry, queue_size=2) as listener:
         published = publish_chunks(agentstream_server, 50, task_id)
         # With the handler blocked, at most queue_size events wait: the reader is held.
-        deadline = time.monotonic() + 1
-        while time.monotonic() < deadline and listener._queues[0].qsize() < 2:
-            threading.Event().wait(0.005)
-        assert listener._queues[0].qsize() == 2
+        waiting = listener._queues[0]
+        with waiting._cond:
+            assert waiting._cond.wait_for(lambda: waiting._events == 2, timeout=5)
         release.set()
         assert listener.wait_handled(published[-1]["sequence"])
     assert seen == [f"part {n}" for n in range(50)]

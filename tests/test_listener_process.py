@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import IO
 
@@ -47,14 +46,11 @@ def read_line(stream: IO[str], timeout: float) -> str:
     return lines[0]
 
 
-def wait_lines(path: Path, count: int, timeout: float = 20) -> list[str]:
-    # Another process writes the file: there is nothing to wait on but the file.
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= count or time.monotonic() > deadline:
-            return lines
-        threading.Event().wait(0.01)
+def wait_handled(child: subprocess.Popen[str], count: int, timeout: float = 20) -> None:
+    """Read the child's "handled ..." lines until ``count`` have come."""
+    assert child.stdout is not None
+    for _ in range(count):
+        assert read_line(child.stdout, timeout).startswith("handled "), "unexpected output"
 
 
 def publish(server: ReferenceServer, task_id: str, numbers: range) -> None:
@@ -68,7 +64,7 @@ def test_killed_mid_stream_then_restarted_handles_every_event_exactly_once(
     task_id = str(agentstream_server.store.create_task("t", events_streaming=True)["id"])
     first = start_child(agentstream_server, tmp_path, "20")
     publish(agentstream_server, task_id, range(30))
-    assert len(wait_lines(tmp_path / "out", 20)) == 20  # now stuck in the handler of part 20
+    wait_handled(first, 20)  # parts 0-19; now stuck in the handler of part 20
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     first.stdout.close()  # type: ignore[union-attr]
@@ -76,11 +72,11 @@ def test_killed_mid_stream_then_restarted_handles_every_event_exactly_once(
     publish(agentstream_server, task_id, range(30, 40))  # while no process listens
     second = start_child(agentstream_server, tmp_path)
     try:
-        lines = wait_lines(tmp_path / "out", 40)
+        wait_handled(second, 20)  # parts 20-39, resumed from the stored cursor
     finally:
         second.send_signal(signal.SIGTERM)
         out, err = second.communicate(timeout=10)
-    assert lines == [f"part {n}" for n in range(40)]
+    assert (tmp_path / "out").read_text().splitlines() == [f"part {n}" for n in range(40)]
     assert second.returncode == 0, err
     assert "stopped cleanly" in out
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -86,10 +85,7 @@ def test_breaking_out_closes_the_connection() -> None:
         for _event in task.events():
             assert server.app.open_streams == 1
             break
-        deadline = time.monotonic() + 5
-        while server.app.open_streams and time.monotonic() < deadline:
-            threading.Event().wait(0.01)
-        assert server.app.open_streams == 0
+        assert server.app.wait_open_streams(0, timeout=5)
 
 
 def test_stop_cancels_with_updated_then_finished() -> None:

@@ -150,6 +150,7 @@ class _Streams:
         handle = _StreamHandle(sock)
         with self._cond:
             self._open.add(handle)
+            self._cond.notify_all()
         return handle
 
     def release(self, handle: _StreamHandle) -> None:
@@ -172,9 +173,10 @@ class _Streams:
         self._store.wake_waiters()
         return len(handles)
 
-    def wait_empty(self, timeout: float) -> bool:
+    def wait_count(self, count: int, timeout: float) -> bool:
+        """Wait until exactly ``count`` streams are open; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._open, timeout)
+            return self._cond.wait_for(lambda: len(self._open) == count, timeout)
 
 
 class ReferenceApp:
@@ -239,6 +241,11 @@ class ReferenceApp:
         """How many SSE responses are being served right now."""
         return self._streams.count()
 
+    def wait_open_streams(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until exactly ``count`` streams are open (a client connected, or
+        all went away); False if ``timeout`` seconds pass first. For tests."""
+        return self._streams.wait_count(count, timeout)
+
     def drop_streams(self) -> int:
         """Abruptly close every open stream; return how many there were.
 
@@ -254,7 +261,7 @@ class ReferenceApp:
         """End every open stream, stop the simulated agent; new requests get 503."""
         self._closing = True
         self._streams.stop_all("closing")
-        if not self._streams.wait_empty(timeout):
+        if not self._streams.wait_count(0, timeout):
             logger.warning("%d stream(s) still open after %.1fs", self.open_streams, timeout)
         self.agent.shutdown(timeout)
 

@@ -271,39 +271,9 @@ default_registry = Registry()
 """The registry the module-level decorators fill, and listeners use by default."""
 
 
-def on(*event_types: Union[str, EventType], task_id: Optional[str] = None) -> Callable[[F], F]:
-    """Decorator on the default registry: see :meth:`Registry.on`."""
-    return default_registry.on(*event_types, task_id=task_id)
-
-
-@overload
-def on_event(fn: F, /) -> F: ...
-@overload
-def on_event(*, task_id: Optional[str] = None) -> Callable[[F], F]: ...
-def on_event(fn: Optional[F] = None, /, *, task_id: Optional[str] = None) -> Any:
-    """Decorator on the default registry: every event. See :meth:`Registry.on_event`."""
-    if fn is not None:
-        return default_registry.on_event(fn)
-    return default_registry.on_event(task_id=task_id)
-
-
-@overload
-def on_auth_event(fn: F, /) -> F: ...
-@overload
-def on_auth_event(*, task_id: Optional[str] = None) -> Callable[[F], F]: ...
-def on_auth_event(fn: Optional[F] = None, /, *, task_id: Optional[str] = None) -> Any:
-    """Decorator on the default registry: ``auth.required`` events."""
-    if fn is not None:
-        return default_registry.on_auth_event(fn)
-    return default_registry.on_auth_event(task_id=task_id)
-
-
-@overload
-def on_unknown(fn: F, /) -> F: ...
-@overload
-def on_unknown(*, task_id: Optional[str] = None) -> Callable[[F], F]: ...
-def on_unknown(fn: Optional[F] = None, /, *, task_id: Optional[str] = None) -> Any:
-    """Decorator on the default registry: types outside the vocabulary."""
-    if fn is not None:
-        return default_registry.on_unknown(fn)
-    return default_registry.on_unknown(task_id=task_id)
+# The module-level decorators are the default registry's own methods, so they
+# take the same arguments and keep the same docstrings and types.
+on = default_registry.on
+on_event = default_registry.on_event
+on_auth_event = default_registry.on_auth_event
+on_unknown = default_registry.on_unknown

@@ -54,7 +54,6 @@ from datetime import datetime, timezone
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Optional
-from urllib.parse import parse_qs, urlsplit
 
 from peer_clients import AGENTSTREAM, FLOORS, PARSERS, PEERS, STREAM_PATH, Spec
 from wire import (
@@ -67,6 +66,7 @@ from wire import (
     chunk,
     event_id,
     frame,
+    read_request,
     response_head,
 )
 
@@ -270,21 +270,11 @@ class PeerHandler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock = self.request
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = sock.recv(4096)
-            if not data:
-                return
-            head += data
-        request_line, *header_lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-        parts = urlsplit(request_line.split(b" ")[1].decode())
-        headers = {}
-        for line in header_lines:
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        resume_from = headers.get("last-event-id") or parse_qs(parts.query).get("cursor", [""])[0]
-        path = parts.path
+        request = read_request(sock)
+        if request is None:
+            return
+        path, query, headers = request
+        resume_from = headers.get("last-event-id") or query.get("cursor", [""])[0]
         if not path.endswith(STREAM_PATH):
             self.send_status("404 Not Found")
             return

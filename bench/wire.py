@@ -70,6 +70,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 import sseclient
+from models import UPDATED
 
 from agentstream import Client as AgentStreamClient
 from agentstream import Registry, TaskEvent, parse_event
@@ -110,27 +111,9 @@ STREAM_PATH = "/task-events/stream"
 
 # -- the payload ----------------------------------------------------------------
 
-_ENVELOPE: dict[str, Any] = {
-    "id": "",
-    "type": "task.updated",
-    "sequence": 0,
-    "occurredAt": "2026-11-20T10:00:00.123Z",
-    "taskId": "task_01JD8Z3K9Q",
-    "organizationId": "org_01JD8Z3K9Q",
-    "taskVersion": 7,
-    "traceId": None,
-    "data": {
-        "taskId": "task_01JD8Z3K9Q",
-        "taskIdentifier": "AS-42",
-        "status": "in_review",
-        "previousStatus": "in_progress",
-        "changedFields": ["status", "summary"],
-        "actor": {"id": "agent_research", "role": "agent"},
-        "summary": "Draft ready: three sources compared.",
-        "availableActions": ["review", "stop"],
-        "links": {"task": "http://127.0.0.1:8787/tasks/task_01JD8Z3K9Q"},
-    },
-}
+# The realistic task.updated envelope of bench/models.py; id and sequence are
+# filled in per event.
+_ENVELOPE: dict[str, Any] = {**UPDATED, "id": "", "sequence": 0}
 
 
 def event_id(seq: int) -> str:
@@ -176,6 +159,27 @@ def frame(events: list[bytes], framing: str) -> bytes:
     else:
         pieces = [body[i : i + CHUNK_SIZE] for i in range(0, len(body), CHUNK_SIZE)]
     return b"".join(chunk(piece) for piece in pieces) + LAST_CHUNK
+
+
+def read_request(
+    sock: socket.socket,
+) -> Optional[tuple[str, dict[str, list[str]], dict[str, str]]]:
+    """Read one request head: path, query and lower-cased headers (None if the
+    client left first). Sets TCP_NODELAY, as every bench server wants."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = sock.recv(4096)
+        if not data:
+            return None
+        head += data
+    request_line, *header_lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    parts = urlsplit(request_line.split(b" ")[1].decode())
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return parts.path, parse_qs(parts.query), headers
 
 
 def response_head(framing: str, extra: Optional[dict[str, str]] = None) -> bytes:
@@ -267,24 +271,15 @@ class BenchHandler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock = self.request
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = sock.recv(4096)
-            if not data:
-                return
-            head += data
-        request_line, *header_lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-        parts = urlsplit(request_line.split(b" ")[1].decode())
-        query = parse_qs(parts.query)
-        path = parts.path
+        request = read_request(sock)
+        if request is None:
+            return
+        path, query, headers = request
         typed = path.endswith(STREAM_PATH)
         if typed:
             path = path[: -len(STREAM_PATH)]
         kind, *rest = path.strip("/").split("/")
-        resumed = "cursor" in query or any(
-            line.lower().startswith(b"last-event-id:") for line in header_lines
-        )
+        resumed = "cursor" in query or "last-event-id" in headers
         try:
             if typed and resumed:
                 sock.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")

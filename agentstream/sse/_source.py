@@ -160,7 +160,6 @@ class EventSource:
         self._session = session
         self._on_happening = on_happening
         self._parser = SSEParser(max_event_size=max_event_size, last_event_id=last_event_id or None)
-        self._last_event_id: Optional[str] = last_event_id or None
 
         self._lock = threading.Lock()
         self._wake = threading.Event()  # set by close() and restart()
@@ -178,7 +177,7 @@ class EventSource:
     @property
     def last_event_id(self) -> Optional[str]:
         """The ID the next connection will resume from (None: no header)."""
-        return self._last_event_id
+        return self._parser.last_event_id
 
     @property
     def closed(self) -> bool:
@@ -356,12 +355,13 @@ class EventSource:
         }
         headers.update(self._headers)
         params = dict(self._params)
-        if self._last_event_id:
-            header = _header_value(self._last_event_id)
+        last_event_id = self._parser.last_event_id
+        if last_event_id:
+            header = _header_value(last_event_id)
             if header is not None:
                 headers["Last-Event-ID"] = header  # type: ignore[assignment]
             if self._resume_param:
-                params[self._resume_param] = self._last_event_id
+                params[self._resume_param] = last_event_id
         try:
             response = self._request(
                 self.method,
@@ -395,7 +395,7 @@ class EventSource:
                     response.close()
                     return None
                 self._response = response
-            self._emit(Connected(url=self.url, last_event_id=self._last_event_id))
+            self._emit(Connected(url=self.url, last_event_id=self._parser.last_event_id))
             return response
         body = _read_error_body(response)
         if status == 204:
@@ -454,8 +454,6 @@ class EventSource:
                     batch.append(item)
                 elif isinstance(item, Comment):
                     self._emit(item)
-            # Every event of the batch is delivered before the next read.
-            self._last_event_id = self._parser.last_event_id
             if batch:
                 yield batch
                 if self.closed:
@@ -500,7 +498,7 @@ class EventSource:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return (
-            f"<EventSource {self.method} {self.url} {state} last_event_id={self._last_event_id!r}>"
+            f"<EventSource {self.method} {self.url} {state} last_event_id={self.last_event_id!r}>"
         )
 
 

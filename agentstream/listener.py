@@ -8,14 +8,15 @@
     with client.listen() as listener:   # an app: started, and stopped on exit
         ...
 
-One reader thread owns the reconnecting stream and puts events on bounded
-queues; ``workers`` handler threads take them off and run the registry's
-handlers. A full queue makes the reader wait, so a slow handler slows the
-connection down (TCP pushes back on the server) instead of dropping events.
-Events of one task are handled in stream order: while a task has events
-waiting or running they all go to the same worker; a task with none goes to
-the least-loaded worker. The cursor advances only past events whose handlers have all
-returned, and is saved to the cursor store after each one.
+One reader thread owns the reconnecting stream. With one worker (the
+default) that thread also runs the registry's handlers, event by event: a
+slow handler holds the reading, so TCP pushes back on the server and nothing
+is dropped. With ``workers > 1`` the reader puts events on bounded queues,
+one per handler thread, and waits when a queue is full. Events of one task
+are handled in stream order: while a task has events waiting or running they
+all go to the same worker; a task with none goes to the least-loaded worker.
+The cursor advances only past events whose handlers have all returned, and
+is saved to the cursor store after each one.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 
 class _BatchQueue:
-    """A FIFO of event batches (raw or typed) between the reader and one worker,
+    """A FIFO of typed event batches between the reader and one worker,
     bounded in events.
 
     ``put`` waits until there is room: at most ``capacity`` events ever wait
@@ -128,7 +129,9 @@ class Listener:
         memory.
     :param name: the key of this listener's cursor in the store.
     :param workers: handler threads; events of one task keep their order.
-    :param queue_size: events waiting per worker before the reader waits.
+        With one, the reader thread runs the handlers itself.
+    :param queue_size: with ``workers > 1``, events waiting per worker before
+        the reader waits.
     """
 
     def __init__(
@@ -151,7 +154,8 @@ class Listener:
         self.registry = registry if registry is not None else default_registry
         self.cursor_store: CursorStore = cursor_store or MemoryCursorStore()
         self.name = name
-        self._queues = [_BatchQueue(queue_size) for _ in range(workers)]
+        # One worker needs no queue: the reader thread runs the handlers.
+        self._queues = [_BatchQueue(queue_size) for _ in range(workers)] if workers > 1 else []
         self._stream: Optional[TaskEventStream] = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -220,7 +224,8 @@ class Listener:
             on_happening=self._on_happening,
             on_invalid=self._on_invalid,
         )
-        self._running_workers = len(self._queues)
+        reader = self._read if self._queues else self._read_and_handle
+        self._running_workers = len(self._queues) or 1
         for index, events in enumerate(self._queues):
             self._threads.append(
                 threading.Thread(
@@ -231,7 +236,7 @@ class Listener:
                 )
             )
         self._threads.append(
-            threading.Thread(target=self._read, name=f"agentstream-{self.name}-reader", daemon=True)
+            threading.Thread(target=reader, name=f"agentstream-{self.name}-reader", daemon=True)
         )
         for thread in self._threads:
             thread.start()
@@ -319,18 +324,35 @@ class Listener:
 
     # -- threads ------------------------------------------------------------------
 
+    def _read_and_handle(self) -> None:
+        """One worker: read, parse and handle on this one thread.
+
+        Handing events to a second thread cost about 2 us per event (objects
+        made on one core and freed on another; docs/decisions.md).
+        """
+        assert self._stream is not None
+        dispatch = self.registry.dispatch
+        parse_one = self._stream.parse_one
+        stopping = self._stopping
+        try:
+            for batch in self._stream.source.batches():
+                for raw in batch:
+                    if stopping.is_set():
+                        return
+                    event = parse_one(raw)
+                    if event is not None:
+                        self._complete_one(
+                            event, dispatch(event, sender=self, signal=signals.event_received)
+                        )
+        except Exception as exc:
+            self._error = exc
+            logger.error("listener %r stopped: %s", self.name, exc)
+        finally:
+            self._worker_ended()
+
     def _read(self) -> None:
         assert self._stream is not None
         try:
-            if len(self._queues) == 1:
-                # One worker: hand over raw events and let the worker parse them, so
-                # typed events are allocated and freed on one thread. Parsing on the
-                # reader cost ~5 us/event more CPU (allocator cache traffic between
-                # cores: bench/README.md, docs/decisions.md).
-                for raw_batch in self._stream.source.batches():
-                    if not self._queues[0].put(raw_batch, self._stopping):
-                        return
-                return
             for batch in self._stream.batches():
                 groups: dict[int, list[TaskEvent]] = {}
                 with self._lock:
@@ -359,31 +381,28 @@ class Listener:
         return worker
 
     def _work(self, events: _BatchQueue) -> None:
-        assert self._stream is not None
         dispatch = self.registry.dispatch
-        single = len(self._queues) == 1
-        complete = self._complete_one if single else self._complete
-        parse_one = self._stream.parse_one
         stopping = self._stopping
         try:
             while True:
                 batch = events.get()
                 if batch is None:
                     return
-                for item in batch:
+                for event in batch:
                     if stopping.is_set():
                         return
-                    # One worker receives raw events and parses each just before
-                    # handling it (see _read); several receive parsed events.
-                    event = parse_one(item) if single else item
-                    if event is not None:
-                        complete(event, dispatch(event, sender=self, signal=signals.event_received))
+                    self._complete(
+                        event, dispatch(event, sender=self, signal=signals.event_received)
+                    )
         finally:
-            with self._lock:
-                self._running_workers -= 1
-                last = self._running_workers == 0
-            if last:
-                self._finished.set()
+            self._worker_ended()
+
+    def _worker_ended(self) -> None:
+        with self._lock:
+            self._running_workers -= 1
+            last = self._running_workers == 0
+        if last:
+            self._finished.set()
 
     def _complete_one(self, event: TaskEvent, result: DispatchResult) -> None:
         """Bookkeeping with one worker: events complete in stream order.

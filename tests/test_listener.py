@@ -153,8 +153,9 @@ def test_stop_lets_the_running_handler_finish(
     assert listener.stats.events_handled == 1
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_backpressure_makes_the_reader_wait_and_loses_nothing(
-    agentstream_server: ReferenceServer, agentstream_client: Client
+    agentstream_server: ReferenceServer, agentstream_client: Client, workers: int
 ) -> None:
     registry = Registry()
     release = threading.Event()
@@ -166,12 +167,16 @@ def test_backpressure_makes_the_reader_wait_and_loses_nothing(
         seen.append(str(event.data))
 
     task_id = new_task(agentstream_server)
-    with listening(agentstream_client, registry, queue_size=2) as listener:
+    with listening(agentstream_client, registry, workers=workers, queue_size=2) as listener:
         published = publish_chunks(agentstream_server, 50, task_id)
-        # With the handler blocked, at most queue_size events wait: the reader is held.
-        waiting = listener._queues[0]
-        with waiting._cond:
-            assert waiting._cond.wait_for(lambda: waiting._events == 2, timeout=5)
+        if workers > 1:
+            # With the handler blocked, at most queue_size events wait: the reader is
+            # held. The task's events all go to the first worker, the least loaded.
+            waiting = listener._queues[0]
+            with waiting._cond:
+                assert waiting._cond.wait_for(lambda: waiting._events == 2, timeout=5)
+            assert sum(q.qsize() for q in listener._queues) == 2
+        # (With one worker the reader runs the handler itself: it reads nothing meanwhile.)
         release.set()
         assert listener.wait_handled(published[-1]["sequence"])
     assert seen == [f"part {n}" for n in range(50)]

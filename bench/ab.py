@@ -1,0 +1,109 @@
+"""Before/after: the same flood through clients of two revisions, interleaved.
+
+Run from the repository root::
+
+    .venv/bin/python bench/ab.py --base HEAD~1 --clients as-listener,launchdarkly
+    .venv/bin/python bench/ab.py --base main --framing per-event --rounds 7
+
+The working tree is "after"; ``--base`` (any git revision) is checked out into
+a temporary worktree and is "before". ``bench/peers.py``'s server serves
+``--events`` events in one framing; every run is a fresh client process
+(``bench/peer_clients.py``'s flood: from before the client is built to the
+last event delivered), clients and revisions alternate within each round, and
+the table gives medians and the ratio to the first row. Client keys are
+those of ``bench/peer_clients.py`` (``as-sse``, ``as-typed``,
+``as-listener``, ``launchdarkly``, ...); peers are run from the working tree
+only.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import peers  # noqa: E402  (bench/ is not a package)
+
+AGENTSTREAM_KEYS = ("as-sse", "as-typed", "as-listener")
+
+
+def flood(repo: Path, key: str, url: str, n: int) -> float:
+    """Events/s of one flood run of ``key`` with ``repo``'s agentstream."""
+    job = json.dumps({"client": key, "test": "flood", "base": url, "n": n})
+    done = subprocess.run(
+        [sys.executable, str(repo / "bench" / "peer_clients.py"), job],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(repo)),
+        cwd=repo,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode:
+        raise SystemExit(f"{key} ({repo}) failed:\n{done.stderr}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(result["events"]) / float(result["seconds"])
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base", default="HEAD", help="the 'before' revision (HEAD)")
+    parser.add_argument("--clients", default="as-typed,as-listener", help="comma-separated keys")
+    parser.add_argument("--framing", default="chunked", choices=["chunked", "per-event", "close"])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="agentstream-ab-") as scratch:
+        before = Path(scratch) / "before"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(before), args.base],
+            check=True,
+        )
+        try:
+            rows: list[tuple[str, Path]] = []
+            for key in args.clients.split(","):
+                rows.append((f"{key} (working tree)", ROOT))
+                if key in AGENTSTREAM_KEYS:
+                    rows.append((f"{key} ({args.base})", before))
+            context = multiprocessing.get_context("fork")
+            ours, theirs = context.Pipe()
+            config = peers.ServerConfig([args.framing], args.events, 0, 0)
+            server = context.Process(target=peers.serve, args=(theirs, config), daemon=True)
+            server.start()
+            url = f"http://127.0.0.1:{ours.recv()}/flood/{args.framing}/{args.events}"
+            rates: dict[str, list[float]] = {label: [] for label, _ in rows}
+            try:
+                for _ in range(args.rounds):
+                    for label, repo in rows:
+                        key = label.split(" ")[0]
+                        rates[label].append(flood(repo, key, url, args.events))
+            finally:
+                ours.send("stop")
+                server.join(10)
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=True
+            )
+
+    print(f"{args.events:,} events, {args.framing}, {args.rounds} rounds, medians (events/s)\n")
+    print("| client | events/s | × first row | rounds (k/s) |")
+    print("|---|---:|---:|---|")
+    first = statistics.median(rates[rows[0][0]])
+    for label, _ in rows:
+        median = statistics.median(rates[label])
+        each = ", ".join(f"{rate / 1000:.0f}" for rate in rates[label])
+        print(f"| {label} | {median:,.0f} | {median / first:.2f} | {each} |")
+
+
+if __name__ == "__main__":
+    main()

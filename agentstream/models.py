@@ -646,11 +646,14 @@ def payload_model_for(event_type: Union[EventType, str]) -> Optional[type[BaseMo
     return None
 
 
+# Pydantic's per-instance private storage (a slot of BaseModel), set directly:
+# declaring private attributes would make pydantic call an initialiser on every
+# validation, which measured at ~2 µs per event (docs/decisions.md).
+_store_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
 def _set_private(event: TaskEvent, private: dict[str, Any]) -> TaskEvent:
-    # Pydantic's per-instance private storage, set directly: declaring private
-    # attributes would make pydantic call an initialiser on every validation,
-    # which measured at ~2 µs per event (docs/decisions.md).
-    object.__setattr__(event, "__pydantic_private__", private)
+    _store_private(event, private)
     return event
 
 
@@ -672,7 +675,8 @@ def parse_event(data: Union[str, bytes]) -> TaskEvent:
         event = _EVENT_ADAPTER.validate_json(data)
     except ValidationError as exc:
         return _parse_slow(data, exc)
-    return _set_private(event, {"source": data})
+    _store_private(event, {"source": data})
+    return event
 
 
 def _parse_slow(data: Union[str, bytes], typed_error: ValidationError) -> TaskEvent:

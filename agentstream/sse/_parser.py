@@ -173,6 +173,7 @@ class SSEParser(sseclient.SSEClient):
         # are tested first, with one startswith and one slice each; anything
         # else takes the general path. Decoding happens once per event.
         data = self._data
+        types = self._types
         for line in lines:
             if line[:6] == b"data: ":
                 data.append(line[6:])
@@ -184,7 +185,7 @@ class SSEParser(sseclient.SSEClient):
                 if data:
                     parsed.append(
                         ServerSentEvent(
-                            self._decode_type(self._event_type),
+                            types.get(self._event_type) or self._decode_type(self._event_type),
                             (data[0] if len(data) == 1 else b"\n".join(data)).decode(
                                 "utf-8", "replace"
                             ),

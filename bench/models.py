@@ -13,6 +13,7 @@ payload typed, except the rows marked "parse only". Times are the best of
 Candidates:
 
 * ``json.loads`` alone: the floor for anything that decodes in Python.
+* ``pydantic_core.from_json`` alone: the same decoding in Rust (jiter), untyped.
 * ``json.loads`` + ``model_validate`` (envelope, then payload model).
 * ``json.loads`` + ``TypeAdapter(discriminated union).validate_python``.
 * ``model_validate_json`` (envelope from the bytes, ``data`` kept as Python
@@ -24,6 +25,9 @@ Candidates:
   ``data`` on first access (a ``functools.cached_property``); timed parse only
   and parse + access.
 * frozen vs not frozen: the same ``task.updated`` models built both ways.
+* the same ``task.updated`` schema as TypedDicts: every field validated but
+  dicts built instead of model instances; the difference is what the four
+  models of a ``task.updated`` (envelope, payload, actor, links) cost.
 * the fallback paths of ``parse_event``: an unknown type, a drifted payload.
 """
 
@@ -42,6 +46,7 @@ import pydantic
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
+from typing_extensions import NotRequired, TypedDict
 
 from agentstream.event_types import EventType, TaskStatus
 from agentstream.models import (
@@ -207,13 +212,56 @@ def mirror_updated(frozen: bool) -> "TypeAdapter[Any]":
     return TypeAdapter(Annotated[Union[Event, Chunk], Field(discriminator="type")])
 
 
+def mirror_typeddict() -> "TypeAdapter[Any]":
+    """The same ``task.updated`` schema as TypedDicts: every field validated, no
+    model instances built (dicts instead). The gap to the models is their cost."""
+
+    class Actor(TypedDict):
+        id: str
+        role: str
+
+    class Links(TypedDict):
+        task: str
+        reviewFeedback: NotRequired[Optional[str]]
+        ciStatus: NotRequired[Optional[str]]
+        shipOperation: NotRequired[Optional[str]]
+
+    class Updated(TypedDict):
+        taskId: str
+        taskIdentifier: str
+        status: TaskStatus
+        previousStatus: NotRequired[Optional[TaskStatus]]
+        changedFields: NotRequired[list[str]]
+        actor: Actor
+        summary: str
+        availableActions: NotRequired[list[str]]
+        links: Links
+
+    class Event(TypedDict):
+        id: str
+        type: Literal[EventType.TASK_UPDATED]
+        sequence: int
+        occurredAt: datetime
+        taskId: NotRequired[Optional[str]]
+        organizationId: NotRequired[Optional[str]]
+        taskVersion: NotRequired[Optional[int]]
+        traceId: NotRequired[Optional[str]]
+        data: Updated
+
+    return TypeAdapter(Event)
+
+
 def candidates(raw: bytes) -> dict[str, Callable[[], object]]:
     """The timed functions for one input."""
     frozen = mirror_updated(frozen=True)
     mutable = mirror_updated(frozen=False)
+    dicts = mirror_typeddict()
 
     def loads_only() -> object:
         return json.loads(raw)
+
+    def jiter_only() -> object:
+        return pydantic_core.from_json(raw)
 
     def loads_model_validate() -> object:
         envelope = Envelope.model_validate(json.loads(raw))
@@ -244,8 +292,12 @@ def candidates(raw: bytes) -> dict[str, Callable[[], object]]:
     def mirror_mutable() -> object:
         return mutable.validate_json(raw)
 
+    def mirror_dicts() -> object:
+        return dicts.validate_json(raw)
+
     return {
         "json.loads only (floor, untyped)": loads_only,
+        "pydantic_core.from_json only (untyped)": jiter_only,
         "json.loads + model_validate (envelope, payload)": loads_model_validate,
         "json.loads + TypeAdapter(union).validate_python": loads_union_validate_python,
         "model_validate_json envelope + payload validate": model_validate_json_two_step,
@@ -255,6 +307,7 @@ def candidates(raw: bytes) -> dict[str, Callable[[], object]]:
         "lazy: parse + first access to .data": lazy_parse_and_access,
         "union.validate_json, models frozen=True": mirror_frozen,
         "union.validate_json, models frozen=False": mirror_mutable,
+        "same schema as TypedDicts (no model instances)": mirror_dicts,
     }
 
 
@@ -292,7 +345,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     for name, raw in inputs.items():
         fns = candidates(raw)
         if name == "message.chunk":  # the frozen comparison is about payload models
-            fns = {k: v for k, v in fns.items() if not k.startswith("union.validate_json, ")}
+            fns = {
+                k: v
+                for k, v in fns.items()
+                if not k.startswith(("union.validate_json, ", "same schema"))
+            }
         print(f"\n{name} envelope, {len(raw)} bytes{'':<16}best µs/event  median")
         for label, (best, median) in measure(fns, args.number, args.repeat).items():
             print(f"  {label:<52} {best:7.2f}  {median:7.2f}")

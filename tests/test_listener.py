@@ -154,6 +154,37 @@ def test_stop_lets_the_running_handler_finish(
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+def test_a_handler_can_stop_its_own_listener(
+    agentstream_server: ReferenceServer, agentstream_client: Client, workers: int
+) -> None:
+    # With one worker the handler runs on the reader thread, which stop() must
+    # neither join nor leave reading.
+    registry = Registry()
+    handled: list[str] = []
+    holder: list[Any] = []
+
+    @registry.on("message.chunk")
+    def stop_after_first(event: TaskEvent) -> None:
+        handled.append(str(event.data))
+        holder[0].stop()
+
+    task_id = new_task(agentstream_server)
+    listener = agentstream_client.listen(registry=registry, workers=workers)
+    holder.append(listener)
+    with listening(agentstream_client, Registry()) as witness:
+        listener.start()
+        assert agentstream_server.app.wait_open_streams(2, timeout=5)
+        published = publish_chunks(agentstream_server, 5, task_id)
+        assert witness.wait_handled(published[-1]["sequence"])
+    assert listener.join(5)
+    assert not listener.running
+    assert listener.error is None
+    assert agentstream_server.app.wait_open_streams(0, timeout=5)  # its connection is closed
+    assert handled == ["part 0"]
+    assert listener.cursor == published[0]["id"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 def test_backpressure_makes_the_reader_wait_and_loses_nothing(
     agentstream_server: ReferenceServer, agentstream_client: Client, workers: int
 ) -> None:

@@ -652,11 +652,6 @@ def payload_model_for(event_type: Union[EventType, str]) -> Optional[type[BaseMo
 _store_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
-def _set_private(event: TaskEvent, private: dict[str, Any]) -> TaskEvent:
-    _store_private(event, private)
-    return event
-
-
 def parse_event(data: Union[str, bytes]) -> TaskEvent:
     """Parse one event from its JSON text (the SSE ``data`` field).
 
@@ -713,7 +708,8 @@ def _from_python(data: Any) -> TaskEvent:
         except ValidationError as exc:
             raise _invalid_envelope(data, exc, _dump_for_error(data)) from exc
         return _untyped(untyped, typed_error)
-    return _set_private(event, {"raw": data.get("data")})
+    _store_private(event, {"raw": data.get("data")})
+    return event
 
 
 def _untyped(event: TaskEvent, typed_error: ValidationError) -> TaskEvent:
@@ -731,7 +727,8 @@ def _untyped(event: TaskEvent, typed_error: ValidationError) -> TaskEvent:
             error = exc
         else:  # pragma: no cover - JSON and Python validation disagree
             error = typed_error
-    return _set_private(event, {"raw": event.data, "validation_error": error})
+    _store_private(event, {"raw": event.data, "validation_error": error})
+    return event
 
 
 def _dump_for_error(data: Any) -> str:

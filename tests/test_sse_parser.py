@@ -102,6 +102,17 @@ def test_id_with_nul_is_ignored() -> None:
     )
 
 
+def test_event_types_stay_right_past_the_type_cache_limit() -> None:
+    # Decoded types are cached, and the cache is emptied past 256 entries.
+    parser = SSEParser()
+    types = [f"type.{n}" for n in range(600)]
+    stream = "".join(f"event: {t}\ndata: x\n\ndata: y\n\n" for t in types).encode()
+    events = parser.feed(stream) + parser.feed(b"event: type.0\ndata: z\n\n")
+    assert [e.event for e in events] == [name for t in types for name in (t, "message")] + [
+        "type.0"
+    ]
+
+
 def test_bom_stripped_once_at_start() -> None:
     assert_parses(b"\xef\xbb\xbfdata: a\n\n", [E("message", "a")])
     # A second BOM is part of the line: the field name is then unknown.

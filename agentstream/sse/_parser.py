@@ -82,7 +82,7 @@ class SSEParser(sseclient.SSEClient):
         self._data_size = 0
         self._event_type = b""
         self._block_retry: Optional[int] = None
-        self._types: dict[bytes, str] = {}
+        self._types: dict[bytes, str] = {b"": "message"}
         self.failure: Optional[EventTooLargeError] = None
         """The error that ended parsing, once an event was too large."""
 
@@ -230,14 +230,12 @@ class SSEParser(sseclient.SSEClient):
         return None
 
     def _decode_type(self, raw: bytes) -> str:
-        """The event type as text; a handful of distinct types, so decoded once each."""
-        if not raw:
-            return "message"
-        text = self._types.get(raw)
-        if text is None:
-            if len(self._types) > 256:
-                self._types.clear()
-            text = self._types[raw] = raw.decode("utf-8", "replace")
+        """A type not in ``_types`` yet, decoded and remembered: streams use a
+        handful of distinct types, so each is decoded once."""
+        if len(self._types) > 256:
+            self._types.clear()
+            self._types[b""] = "message"
+        text = self._types[raw] = raw.decode("utf-8", "replace")
         return text
 
     def _fail(self, size: int) -> None:

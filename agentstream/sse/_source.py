@@ -204,9 +204,10 @@ class EventSource:
     def batches(self) -> Iterator[list[ServerSentEvent]]:
         """Iterate lists of events instead: one non-empty list per read from the socket.
 
-        For consumers that hand events to another thread: one hand-off per
-        read instead of one per event. Use either this or plain iteration on
-        a stream, not both.
+        For consumers that take events a read at a time (the Listener does)
+        or hand them to another thread: one step or hand-off per read instead
+        of one per event. Use either this or plain iteration on a stream, not
+        both.
         """
         self._start("batches")
         assert self._batches is not None

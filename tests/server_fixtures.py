@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import requests
 
@@ -168,15 +168,7 @@ class Api:
         **params: Any,
     ) -> Iterator[SSEReader]:
         """Open the stream (status 200 expected) and yield its reader; closes it after."""
-        all_headers = self.headers(key)
-        all_headers.update(headers or {})
-        response = requests.get(
-            self.base_url + "/task-events/stream",
-            params=params,
-            headers=all_headers,
-            stream=True,
-            timeout=(READ_TIMEOUT, timeout),
-        )
+        response = self._open_stream(key, headers, params, (READ_TIMEOUT, timeout))
         try:
             assert response.status_code == 200, response.text
             reader = SSEReader(response, chunk_size)
@@ -195,20 +187,29 @@ class Api:
         **params: Any,
     ) -> requests.Response:
         """The stream request's response when it is not expected to stream (an error, 204)."""
-        all_headers = self.headers(key)
-        all_headers.update(headers or {})
-        response = requests.get(
-            self.base_url + "/task-events/stream",
-            params=params,
-            headers=all_headers,
-            stream=True,
-            timeout=READ_TIMEOUT,
-        )
+        response = self._open_stream(key, headers, params, READ_TIMEOUT)
         try:
             response.content  # noqa: B018 - an error body is small and complete
         finally:
             response.close()
         return response
+
+    def _open_stream(
+        self,
+        key: Optional[str],
+        headers: Optional[Mapping[str, str]],
+        params: dict[str, Any],
+        timeout: Union[float, tuple[float, float]],
+    ) -> requests.Response:
+        all_headers = self.headers(key)
+        all_headers.update(headers or {})
+        return requests.get(
+            self.base_url + "/task-events/stream",
+            params=params,
+            headers=all_headers,
+            stream=True,
+            timeout=timeout,
+        )
 
     def close(self) -> None:
         self.session.close()

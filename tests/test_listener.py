@@ -32,6 +32,14 @@ def publish_chunks(server: ReferenceServer, count: int, task_id: str) -> list[di
     return [server.store.publish("message.chunk", f"part {n}", task_id) for n in range(count)]
 
 
+def chunk_recorder() -> tuple[Registry, EventRecorder]:
+    """A registry whose one handler records every ``message.chunk``."""
+    recorder = EventRecorder()
+    registry = Registry()
+    registry.on("message.chunk")(recorder)
+    return registry, recorder
+
+
 def new_task(server: ReferenceServer) -> str:
     return str(server.store.create_task("test task", events_streaming=True)["id"])
 
@@ -270,16 +278,13 @@ def test_a_durable_cursor_resumes_after_the_last_handled_event(
 ) -> None:
     store = SQLiteCursorStore(tmp_path / "cursors.sqlite3")
     task_id = new_task(agentstream_server)
-    first, second = EventRecorder(), EventRecorder()
-    registry = Registry()
-    registry.on("message.chunk")(first)
+    registry, _ = chunk_recorder()
     with listening(agentstream_client, registry, cursor_store=store, name="billing") as listener:
         published = publish_chunks(agentstream_server, 3, task_id)
         assert listener.wait_handled(published[-1]["sequence"])
     assert store.load("billing") == published[-1]["id"]
     missed = publish_chunks(agentstream_server, 2, task_id)  # while nobody listens
-    registry = Registry()
-    registry.on("message.chunk")(second)
+    registry, second = chunk_recorder()
     with listening(agentstream_client, registry, cursor_store=store, name="billing") as listener:
         assert listener.wait_handled(missed[-1]["sequence"])
     assert [e.id for e in second.events] == [e["id"] for e in missed]
@@ -289,9 +294,7 @@ def test_a_durable_cursor_resumes_after_the_last_handled_event(
 def test_drops_are_resumed_with_nothing_lost_or_repeated(
     agentstream_server: ReferenceServer, agentstream_client: Client
 ) -> None:
-    recorder = EventRecorder()
-    registry = Registry()
-    registry.on("message.chunk")(recorder)
+    registry, recorder = chunk_recorder()
     task_id = new_task(agentstream_server)
     with listening(agentstream_client, registry) as listener:
         published = publish_chunks(agentstream_server, 5, task_id)
@@ -422,9 +425,7 @@ def test_the_stored_cursor_wins_over_the_options_cursor(
     task_id = new_task(agentstream_server)
     first = publish_chunks(agentstream_server, 3, task_id)
     options = StreamOptions(event_types=["message.chunk"], cursor=first[0]["id"])
-    seen = EventRecorder()
-    registry = Registry()
-    registry.on("message.chunk")(seen)
+    registry, seen = chunk_recorder()
     with listening(agentstream_client, registry, options, cursor_store=store) as listener:
         assert listener.wait_handled(first[-1]["sequence"])
     later = publish_chunks(agentstream_server, 2, task_id)
@@ -437,9 +438,7 @@ def test_the_stored_cursor_wins_over_the_options_cursor(
 def test_listening_again_on_the_same_client_resumes(
     agentstream_server: ReferenceServer, agentstream_client: Client
 ) -> None:
-    seen = EventRecorder()
-    registry = Registry()
-    registry.on("message.chunk")(seen)
+    registry, seen = chunk_recorder()
     task_id = new_task(agentstream_server)
     with listening(agentstream_client, registry) as listener:
         before = publish_chunks(agentstream_server, 2, task_id)

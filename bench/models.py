@@ -108,22 +108,6 @@ _CONFIG = ConfigDict(
 )
 
 
-class Envelope(BaseModel):
-    """The envelope alone: ``data`` kept as decoded Python objects."""
-
-    model_config = _CONFIG
-
-    id: str
-    type: Union[EventType, str] = Field(union_mode="left_to_right")
-    sequence: int
-    occurred_at: datetime
-    task_id: Optional[str] = None
-    organization_id: Optional[str] = None
-    task_version: Optional[int] = None
-    trace_id: Optional[str] = None
-    data: Any = None
-
-
 _CHUNK_ADAPTER: TypeAdapter[str] = TypeAdapter(str)
 
 
@@ -264,14 +248,14 @@ def candidates(raw: bytes) -> dict[str, Callable[[], object]]:
         return pydantic_core.from_json(raw)
 
     def loads_model_validate() -> object:
-        envelope = Envelope.model_validate(json.loads(raw))
+        envelope = TaskEvent.model_validate(json.loads(raw))  # the envelope alone
         return validate_payload(envelope.type, envelope.data)
 
     def loads_union_validate_python() -> object:
         return _EVENT_ADAPTER.validate_python(json.loads(raw))
 
     def model_validate_json_two_step() -> object:
-        envelope = Envelope.model_validate_json(raw)
+        envelope = TaskEvent.model_validate_json(raw)
         return validate_payload(envelope.type, envelope.data)
 
     def union_validate_json() -> object:

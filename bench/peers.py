@@ -61,6 +61,8 @@ from wire import (
     CHUNK_SIZE,
     FRAMINGS,
     LAST_CHUNK,
+    SILENCE,
+    StreamHandler,
     build_event,
     check_envelopes,
     chunk,
@@ -76,8 +78,6 @@ from agentstream.models import TaskUpdatedEvent
 HERE = Path(__file__).resolve().parent
 CLIENT_SCRIPT = HERE / "peer_clients.py"
 RESULTS = HERE / "results" / "peers.md"
-SILENCE = 2.0
-"""Seconds the delay route stays silent after its first event."""
 TRICKLE_INTERVAL = 0.005
 """Seconds between two trickle events."""
 TRICKLE_WARMUP = 10
@@ -251,7 +251,7 @@ class PeerServer(socketserver.ThreadingTCPServer):
         """Per resume run (token): the time of the last cut."""
 
 
-class PeerHandler(socketserver.BaseRequestHandler):
+class PeerHandler(StreamHandler):
     """Routes, all ``GET /<test>/<framing>/<arguments>/task-events/stream``:
 
     - ``/flood/<framing>/<n>``: N events (pre-built, else generated);
@@ -291,7 +291,7 @@ class PeerHandler(socketserver.BaseRequestHandler):
             elif test == "flood":
                 self.send_flood(framing, int(args[0]))
             elif test == "delay":
-                self.send_delayed(framing)
+                self.send_delayed(framing, timed_event)
             elif test == "trickle":
                 self.send_trickle(framing, int(args[0]))
             elif test == "big" and framing in self.server.big:
@@ -301,13 +301,6 @@ class PeerHandler(socketserver.BaseRequestHandler):
         except OSError:
             pass  # the client went away first (the delay clients stop after one event)
 
-    def send_status(self, status: str) -> None:
-        self.request.sendall(f"HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n".encode())
-
-    def send_body(self, framing: str, body: bytes) -> None:
-        self.request.sendall(response_head(framing, {"X-Wire-Bytes": str(len(body))}))
-        self.request.sendall(body)
-
     def send_flood(self, framing: str, n: int) -> None:
         body = self.server.bodies.get((framing, n))
         if body is not None:
@@ -316,14 +309,6 @@ class PeerHandler(socketserver.BaseRequestHandler):
         self.request.sendall(response_head(framing))
         for piece in generated_flood(framing, n):
             self.request.sendall(piece)
-
-    def send_delayed(self, framing: str) -> None:
-        wrap: Callable[[bytes], bytes] = bytes if framing == "close" else chunk
-        # Head and first event in one write: nothing for Nagle or delayed ACKs to hold.
-        self.request.sendall(response_head(framing) + wrap(timed_event(1)))
-        time.sleep(SILENCE)
-        end = b"" if framing == "close" else LAST_CHUNK
-        self.request.sendall(wrap(timed_event(2)) + end)
 
     def send_trickle(self, framing: str, n: int) -> None:
         wrap: Callable[[bytes], bytes] = bytes if framing == "close" else chunk

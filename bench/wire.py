@@ -251,7 +251,30 @@ class BenchServer(socketserver.ThreadingTCPServer):
         self.bodies = bodies
 
 
-class BenchHandler(socketserver.BaseRequestHandler):
+class StreamHandler(socketserver.BaseRequestHandler):
+    """The responses both bench servers send (this one and ``bench/peers.py``'s)."""
+
+    def send_status(self, status: str) -> None:
+        """A response without a body (204 ends agentstream's streams)."""
+        length = "Connection: close" if status.startswith("204") else "Content-Length: 0"
+        self.request.sendall(f"HTTP/1.1 {status}\r\n{length}\r\n\r\n".encode())
+
+    def send_body(self, framing: str, body: bytes) -> None:
+        """A pre-framed body, its size in ``X-Wire-Bytes``."""
+        self.request.sendall(response_head(framing, {"X-Wire-Bytes": str(len(body))}))
+        self.request.sendall(body)
+
+    def send_delayed(self, framing: str, event: Callable[[int], bytes]) -> None:
+        """Event 1, then :data:`SILENCE` seconds of nothing, then event 2 and the end."""
+        wrap: Callable[[bytes], bytes] = bytes if framing == "close" else chunk
+        # Head and first event in one write: nothing for Nagle or delayed ACKs to hold.
+        self.request.sendall(response_head(framing) + wrap(event(1)))
+        time.sleep(SILENCE)
+        end = b"" if framing == "close" else LAST_CHUNK
+        self.request.sendall(wrap(event(2)) + end)
+
+
+class BenchHandler(StreamHandler):
     """The paths, each ``<framing>`` one of :data:`FRAMINGS`:
 
     - ``GET /stream/<framing>?n=<n>``: N events;
@@ -282,7 +305,7 @@ class BenchHandler(socketserver.BaseRequestHandler):
         resumed = "cursor" in query or "last-event-id" in headers
         try:
             if typed and resumed:
-                sock.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                self.send_status("204 No Content")
             elif kind == "stream" and not typed and len(rest) == 1:
                 self.send_stream(rest[0], int(query["n"][0]))
             elif kind == "typed" and typed and len(rest) == 2:
@@ -292,26 +315,16 @@ class BenchHandler(socketserver.BaseRequestHandler):
             elif kind == "typed-delay" and typed and rest and rest[0] in FRAMINGS:
                 self.send_delayed(rest[0], timed_envelope)
             else:
-                sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                self.send_status("404 Not Found")
         except OSError:
             pass  # the client went away first (the delay clients stop after one event)
 
     def send_stream(self, framing: str, n: int) -> None:
         body = self.server.bodies.get((framing, n))
         if body is None:
-            self.request.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-            return
-        head = response_head(framing, {"X-Wire-Bytes": str(len(body))})
-        self.request.sendall(head)
-        self.request.sendall(body)
-
-    def send_delayed(self, framing: str, event: Callable[[int], bytes]) -> None:
-        wrap: Callable[[bytes], bytes] = bytes if framing == "close" else chunk
-        # Head and first event in one write: nothing for Nagle or delayed ACKs to hold.
-        self.request.sendall(response_head(framing) + wrap(event(1)))
-        time.sleep(SILENCE)
-        end = b"" if framing == "close" else LAST_CHUNK
-        self.request.sendall(wrap(event(2)) + end)
+            self.send_status("404 Not Found")
+        else:
+            self.send_body(framing, body)
 
 
 def serve(conn: Connection, framings: Sequence[str], sizes: Sequence[int]) -> None:

@@ -220,14 +220,11 @@ class Registry:
                 errors.append((handler, exc))
                 _report(sender if sender is not None else self, event, handler, exc)
         if signal is not None and signal.receivers:
-            type_sender = str(event.type)
-            for receiver in signal.receivers_for(type_sender):
-                try:
-                    receiver(type_sender, event=event, listener=sender)
-                except Exception as exc:
-                    errors = errors or []
-                    errors.append((receiver, exc))
-                    _report(sender if sender is not None else self, event, receiver, exc)
+            failures = signals.send_each(signal, str(event.type), event=event, listener=sender)
+            for receiver, error in failures:
+                errors = errors or []
+                errors.append((receiver, error))
+                _report(sender if sender is not None else self, event, receiver, error)
         if errors is None:
             return _ok(len(handlers))
         return DispatchResult(len(handlers), tuple(errors))
@@ -247,11 +244,11 @@ def _ok(handled: int) -> DispatchResult:
 def _report(sender: Any, event: TaskEvent, handler: Handler, exc: BaseException) -> None:
     name = getattr(handler, "__qualname__", repr(handler))
     logger.error("handler %s failed on event %s (%s)", name, event.id, event.type, exc_info=exc)
-    for receiver in signals.handler_failed.receivers_for(sender):
-        try:
-            receiver(sender, event=event, handler=handler, error=exc)
-        except Exception:
-            logger.exception("handler_failed receiver %r raised", receiver)
+    failures = signals.send_each(
+        signals.handler_failed, sender, event=event, handler=handler, error=exc
+    )
+    for receiver, error in failures:
+        logger.error("handler_failed receiver %r raised", receiver, exc_info=error)
 
 
 def _pattern(event_type: Union[str, EventType]) -> str:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from blinker import NamedSignal
+
 from . import signals
 from .cursors import CursorStore, MemoryCursorStore
 from .dispatch import DispatchResult, Registry, default_registry
@@ -458,24 +460,31 @@ class Listener:
 
     def _on_happening(self, happening: Happening) -> None:
         if isinstance(happening, Comment):
-            signals.heartbeat.send(self, comment=happening.text)
+            self._send(signals.heartbeat, comment=happening.text)
         elif isinstance(happening, Connected):
             with self._lock:
                 self._connections += 1
-            signals.connected.send(self, url=happening.url, cursor=happening.last_event_id)
+            self._send(signals.connected, url=happening.url, cursor=happening.last_event_id)
         elif isinstance(happening, Disconnected):
-            signals.disconnected.send(self, reason=happening.reason, error=happening.error)
+            self._send(signals.disconnected, reason=happening.reason, error=happening.error)
         elif isinstance(happening, Retrying):
-            signals.retrying.send(
-                self, delay=happening.delay, attempt=happening.attempt, error=happening.error
+            self._send(
+                signals.retrying,
+                delay=happening.delay,
+                attempt=happening.attempt,
+                error=happening.error,
             )
         elif isinstance(happening, Failed):
-            signals.failed.send(self, error=happening.error)
+            self._send(signals.failed, error=happening.error)
 
     def _on_invalid(self, error: InvalidEventError) -> None:
         with self._lock:
             self._invalid += 1
-        signals.invalid_event.send(self, error=error)
+        self._send(signals.invalid_event, error=error)
+
+    def _send(self, signal: NamedSignal, **kwargs: Any) -> None:
+        for receiver, exc in signals.send_each(signal, self, **kwargs):
+            logger.error("%s receiver %r raised", signal.name, receiver, exc_info=exc)
 
     def _on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
         # Runs between two bytecodes of the main thread, which may be inside

@@ -7,15 +7,17 @@ its scope ends. (Handlers registered with :func:`agentstream.on` and friends
 are held strongly; they do not have this problem.)
 
 Receivers run on the listener's threads. An exception in a receiver is
-logged and reported on :data:`handler_failed`; it never stops the listener
-and never keeps the other receivers from running (blinker's own ``send()``
-would stop at the first receiver that raises; agentstream calls receivers
-one by one instead).
+logged (and, for :data:`event_received`, reported on :data:`handler_failed`);
+it never stops the listener and never keeps the other receivers from running
+(blinker's own ``send()`` would stop at the first receiver that raises;
+agentstream sends with :func:`send_each`, which calls them one by one).
 """
 
 from __future__ import annotations
 
-from blinker import Namespace
+from typing import Any, Callable
+
+from blinker import Namespace, Signal
 
 __all__ = [
     "connected",
@@ -26,9 +28,26 @@ __all__ = [
     "heartbeat",
     "invalid_event",
     "retrying",
+    "send_each",
 ]
 
 _signals = Namespace()
+
+
+def send_each(
+    signal: Signal, sender: Any, **kwargs: Any
+) -> list[tuple[Callable[..., Any], Exception]]:
+    """Call each receiver of ``signal`` for ``sender`` in turn, like blinker's
+    ``send()``, except that one that raises does not keep the others from
+    running. Returns ``(receiver, exception)`` for each that raised."""
+    failures: list[tuple[Callable[..., Any], Exception]] = []
+    for receiver in signal.receivers_for(sender):
+        try:
+            receiver(sender, **kwargs)
+        except Exception as exc:
+            failures.append((receiver, exc))
+    return failures
+
 
 event_received = _signals.signal(
     "event-received",

@@ -354,6 +354,32 @@ def test_heartbeats_and_connection_signals(
     assert seen == ["connected"]
 
 
+def test_a_raising_signal_receiver_is_logged_and_the_others_still_run(
+    agentstream_server: ReferenceServer,
+    agentstream_client: Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reached = threading.Event()
+
+    def broken(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("receiver bug")
+
+    def after(sender: Any, **kwargs: Any) -> None:
+        reached.set()
+
+    listener = agentstream_client.listen(registry=Registry())
+    signals.connected.connect(broken, sender=listener)  # connected first: called first
+    signals.connected.connect(after, sender=listener)
+    try:
+        with listener:
+            assert reached.wait(5)
+    finally:
+        signals.connected.disconnect(broken, sender=listener)
+        signals.connected.disconnect(after, sender=listener)
+    assert listener.error is None
+    assert "receiver bug" in caplog.text
+
+
 def test_a_spent_retry_budget_fails_the_listener() -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]

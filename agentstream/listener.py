@@ -169,8 +169,7 @@ class Listener:
         self._pending: OrderedDict[int, list[Any]] = OrderedDict()  # sequence -> [id, done]
         # A task with events in flight stays on one worker (its order is kept);
         # a task with none may go to the least-loaded worker next time.
-        self._task_worker: dict[Optional[str], int] = {}
-        self._task_in_flight: dict[Optional[str], int] = {}
+        self._task_slots: dict[Optional[str], list[int]] = {}  # task -> [worker, in flight]
         self._worker_load = [0] * workers
         self._cursor: Optional[str] = None
         self._saved_sequence = -1
@@ -284,7 +283,7 @@ class Listener:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or self._finished.is_set():
                         return self._saved_sequence >= sequence
-                    self._progress.wait(min(remaining, 0.1))
+                    self._progress.wait(remaining)  # notified on progress and at the end
                 return True
             finally:
                 self._waiting -= 1
@@ -347,8 +346,7 @@ class Listener:
                             event, dispatch(event, sender=self, signal=signals.event_received)
                         )
         except Exception as exc:
-            self._error = exc
-            logger.error("listener %r stopped: %s", self.name, exc)
+            self._fail(exc)
         finally:
             self._worker_ended()
 
@@ -365,22 +363,20 @@ class Listener:
                     if not self._queues[worker].put(events, self._stopping):
                         return
         except Exception as exc:
-            self._error = exc
-            logger.error("listener %r stopped: %s", self.name, exc)
+            self._fail(exc)
         finally:
             for worker_queue in self._queues:
                 worker_queue.put_stop()
 
     def _assign(self, task_id: Optional[str]) -> int:
         """The worker for an event of ``task_id`` (called with the lock held)."""
-        worker = self._task_worker.get(task_id)
-        if worker is None:
+        slot = self._task_slots.get(task_id)
+        if slot is None:
             load = self._worker_load
-            worker = load.index(min(load))
-            self._task_worker[task_id] = worker
-        self._task_in_flight[task_id] = self._task_in_flight.get(task_id, 0) + 1
-        self._worker_load[worker] += 1
-        return worker
+            slot = self._task_slots[task_id] = [load.index(min(load)), 0]
+        slot[1] += 1
+        self._worker_load[slot[0]] += 1
+        return slot[0]
 
     def _work(self, events: _BatchQueue) -> None:
         dispatch = self.registry.dispatch
@@ -402,9 +398,13 @@ class Listener:
     def _worker_ended(self) -> None:
         with self._lock:
             self._running_workers -= 1
-            last = self._running_workers == 0
-        if last:
-            self._finished.set()
+            if self._running_workers == 0:
+                self._finished.set()
+                self._progress.notify_all()  # wait_handled() returns at once
+
+    def _fail(self, exc: Exception) -> None:
+        self._error = exc
+        logger.error("listener %r stopped: %s", self.name, exc)
 
     def _complete_one(self, event: TaskEvent, result: DispatchResult) -> None:
         """Bookkeeping with one worker: events complete in stream order.
@@ -432,10 +432,11 @@ class Listener:
             self._last_event_at = time.time()
             self._pending[event.sequence][1] = True
             task_id = event.task_id
-            self._worker_load[self._task_worker[task_id]] -= 1
-            self._task_in_flight[task_id] -= 1
-            if not self._task_in_flight[task_id]:
-                del self._task_in_flight[task_id], self._task_worker[task_id]
+            slot = self._task_slots[task_id]
+            self._worker_load[slot[0]] -= 1
+            slot[1] -= 1
+            if not slot[1]:
+                del self._task_slots[task_id]
             advanced: Optional[tuple[int, str]] = None
             while self._pending:
                 sequence, (event_id, done) = next(iter(self._pending.items()))
@@ -443,7 +444,7 @@ class Listener:
                     break
                 self._pending.popitem(last=False)
                 advanced = (sequence, event_id)
-            if advanced is None or advanced[0] <= self._saved_sequence:
+            if advanced is None:  # sequences only grow: an advance is always forward
                 return
             self._saved_sequence, self._cursor = advanced
             if self._waiting:

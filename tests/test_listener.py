@@ -68,6 +68,19 @@ def test_handlers_get_a_simulated_run_in_stream_order(
     assert listener.cursor == events[-1].id
 
 
+def test_wait_handled_returns_when_the_listener_ends(agentstream_client: Client) -> None:
+    # A task-scoped stream ends after task.finished; a waiter for an event that
+    # will never come is told at once, not at its timeout.
+    task = agentstream_client.create_task("do it", events_streaming=True)
+    listener = agentstream_client.listen(StreamOptions(task_id=task.id), registry=Registry())
+    with listener:
+        started = time.monotonic()
+        assert not listener.wait_handled(10**9, timeout=30)
+        assert time.monotonic() - started < 10
+        assert listener.join(5)
+    assert listener.error is None
+
+
 def test_a_failing_handler_is_reported_and_the_stream_goes_on(
     agentstream_server: ReferenceServer, agentstream_client: Client, agentstream_registry: Registry
 ) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional, TypeVar, Union, overload
 from blinker import Signal
 
 from . import signals
-from .event_types import EventType
+from .event_types import WIRE_TYPES, EventType
 from .models import TaskEvent
 
 __all__ = [
@@ -45,7 +45,6 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[TaskEvent], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
-_KNOWN = frozenset(member.value for member in EventType)
 _UNKNOWN = object()  # the pattern of on_unknown handlers
 _CACHE_LIMIT = 4096
 
@@ -109,12 +108,8 @@ class Registry:
         """
         if not event_types:
             raise ValueError("on() needs at least one event type; use on_event for all events")
-        patterns = tuple(_pattern(t) for t in event_types)
-
-        def decorator(fn: F) -> F:
-            self.add(fn, patterns, task_id=task_id)
-            return fn
-
+        patterns = tuple(_pattern(t) for t in event_types)  # a typo fails here, not later
+        decorator: Callable[[F], F] = self._decorate(None, patterns, task_id)
         return decorator
 
     @overload
@@ -188,7 +183,7 @@ class Registry:
         handlers = self._cache.get(key)
         if handlers is None:
             event_type = str(event.type)
-            known = event_type in _KNOWN
+            known = event_type in WIRE_TYPES
             with self._lock:
                 handlers = tuple(
                     r.handler
@@ -256,7 +251,7 @@ def _pattern(event_type: Union[str, EventType]) -> str:
         return event_type.value
     if not isinstance(event_type, str) or not event_type:
         raise TypeError(f"event type must be a non-empty str or EventType, got {event_type!r}")
-    if "*" in event_type or event_type in _KNOWN:
+    if "*" in event_type or event_type in WIRE_TYPES:
         return event_type
     raise ValueError(
         f"unknown event type {event_type!r}: use a type from agentstream.EventType, "

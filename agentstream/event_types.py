@@ -17,6 +17,7 @@ from enum import Enum
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "WIRE_TYPES",
     "EventType",
     "TaskEventType",
     "TaskStatus",
@@ -70,6 +71,10 @@ class EventType(str, Enum):
 
 TaskEventType = EventType
 TaskUpdateEventType = EventType
+
+
+WIRE_TYPES: frozenset[str] = frozenset(member.value for member in EventType)
+"""Every wire type of the vocabulary (``"task.created"``, …), as plain strings."""
 
 
 class TaskStatus(str, Enum):

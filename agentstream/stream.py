@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
 from .errors import InvalidEventError
-from .event_types import EventType
+from .event_types import WIRE_TYPES, EventType
 from .models import TaskEvent, parse_event
 from .sse import EventSource, ServerSentEvent
 
@@ -19,8 +19,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_STREAM_READ_TIMEOUT = 60.0
 """Read timeout of a stream that did not ask for a heartbeat interval (seconds)."""
-
-_KNOWN_TYPES = frozenset(member.value for member in EventType)
 
 
 @dataclass(frozen=True)
@@ -49,8 +47,8 @@ class StreamOptions:
         if isinstance(self.event_types, str):
             raise ValueError("event_types must be a list of event types, not a single string")
         for event_type in self.event_types or ():
-            if str(event_type) not in _KNOWN_TYPES:
-                known = ", ".join(sorted(_KNOWN_TYPES))
+            if str(event_type) not in WIRE_TYPES:
+                known = ", ".join(sorted(WIRE_TYPES))
                 raise ValueError(f"unknown event type {event_type!r}; known types: {known}")
         if self.heartbeat_seconds is not None and (
             isinstance(self.heartbeat_seconds, bool)

@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from ..event_types import EventType, TaskStatus
+from ..event_types import WIRE_TYPES, EventType, TaskStatus
 from ._agent import SimulatedAgent
 from ._store import (
     EventStore,
@@ -60,7 +60,6 @@ _MAX_CURSOR_LENGTH = 200
 _MAX_IDEMPOTENCY_KEY_LENGTH = 255
 _BATCH = 256
 _LIVENESS_INTERVAL = 0.25  # seconds between checks that an idle stream's client is there
-_WIRE_TYPES: frozenset[str] = frozenset(t.value for t in EventType)
 _FINISHED = EventType.TASK_FINISHED.value
 
 _SCOPE_OF_ENDPOINT = {
@@ -467,12 +466,12 @@ class ReferenceApp:
         event_type = body.get("type")
         if not isinstance(event_type, str):
             raise _field_error("type", "a string: an event type")
-        if event_type not in _WIRE_TYPES:
+        if event_type not in WIRE_TYPES:
             raise ApiError(
                 400,
                 "invalid_event_type",
                 f"unknown event type: {event_type[:100]!r}",
-                {"field": "type", "allowed": sorted(_WIRE_TYPES)},
+                {"field": "type", "allowed": sorted(WIRE_TYPES)},
             )
         task_id = body.get("taskId")
         if task_id is not None and not isinstance(task_id, str):
@@ -517,7 +516,7 @@ class ReferenceApp:
         names = [n.strip() for raw in args.getlist("eventTypes") for n in raw.split(",")]
         names = [n for n in names if n]
         if names:
-            unknown = sorted({n for n in names if n not in _WIRE_TYPES})
+            unknown = sorted({n for n in names if n not in WIRE_TYPES})
             if unknown:
                 raise ApiError(
                     400,

@@ -400,6 +400,9 @@ def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
     assert policy.exhausted(1, 300.0)
     assert RetryPolicy.never().exhausted(1, 0.0)
     assert not RetryPolicy.forever().exhausted(10**6, 10.0**6)
+    assert policy.waits_past_budget(290.0, 10.5)  # the next attempt would come after 300 s
+    assert not policy.waits_past_budget(290.0, 10.0)
+    assert not RetryPolicy.forever().waits_past_budget(10.0**6, 10.0**6)
     with pytest.raises(ValueError, match="multiplier"):
         RetryPolicy(multiplier=0.5)
 

@@ -21,7 +21,7 @@ size, split anywhere), linear in the input, and bounds the size of one event.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Optional, Union
 
 import sseclient
@@ -54,6 +54,8 @@ class SSEParser(sseclient.SSEClient):
         :class:`~agentstream.errors.EventTooLargeError`.
     :param last_event_id: the last event ID to start from (ids persist
         across events, as in a browser's ``EventSource``).
+    :param on_comment: called with each :class:`Comment` as it is parsed;
+        :meth:`feed` then returns events only.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class SSEParser(sseclient.SSEClient):
         *,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         last_event_id: Optional[str] = None,
+        on_comment: Optional[Callable[[Comment], object]] = None,
     ) -> None:
         super().__init__(iter(event_source))
         self._chunks = event_source
@@ -83,6 +86,7 @@ class SSEParser(sseclient.SSEClient):
         self._event_type = b""
         self._block_retry: Optional[int] = None
         self._types: dict[bytes, str] = {b"": "message"}
+        self._on_comment = on_comment
         self.failure: Optional[EventTooLargeError] = None
         """The error that ended parsing, once an event was too large."""
 
@@ -203,7 +207,11 @@ class SSEParser(sseclient.SSEClient):
                 self._event_type = line[7:]
             else:
                 comment = self._field(line)
-                if comment is not None:
+                if comment is None:
+                    pass
+                elif self._on_comment is not None:
+                    self._on_comment(comment)
+                else:
                     parsed.append(comment)
 
     def _field(self, line: bytes) -> Optional[Comment]:

@@ -21,8 +21,9 @@ class RetryPolicy:
 
     The budget is spent when ``max_attempts`` consecutive attempts have failed
     or ``max_elapsed`` seconds have passed since the first of them (``None``
-    means no limit). It resets after a healthy connection: one that delivered
-    an event, or stayed open for ``healthy_after`` seconds.
+    means no limit), or would have passed by the next attempt. It resets after
+    a healthy connection: one that delivered an event, or stayed open for
+    ``healthy_after`` seconds.
 
     Immutable: derive variants with :meth:`with_` or the named factories.
     """
@@ -86,3 +87,8 @@ class RetryPolicy:
         if self.max_attempts is not None and attempts > self.max_attempts:
             return True
         return self.max_elapsed is not None and elapsed >= self.max_elapsed
+
+    def waits_past_budget(self, elapsed: float, delay: float) -> bool:
+        """True when waiting ``delay`` more seconds, ``elapsed`` seconds after the
+        first failure, would pass ``max_elapsed``: give up now instead."""
+        return self.max_elapsed is not None and elapsed + delay > self.max_elapsed

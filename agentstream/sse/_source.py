@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Generator, Iterator, Mapping
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union, cast
 
 import requests
 import requests.adapters
@@ -32,7 +32,6 @@ from ..errors import (
 )
 from ._chunked import ChunkedReader
 from ._events import (
-    Comment,
     Connected,
     Disconnected,
     Failed,
@@ -159,7 +158,11 @@ class EventSource:
             session.mount("https://", adapter)
         self._session = session
         self._on_happening = on_happening
-        self._parser = SSEParser(max_event_size=max_event_size, last_event_id=last_event_id or None)
+        self._parser = SSEParser(
+            max_event_size=max_event_size,
+            last_event_id=last_event_id or None,
+            on_comment=self._emit,  # comments are reported as they are parsed
+        )
 
         self._lock = threading.Lock()
         self._wake = threading.Event()  # set by close() and restart()
@@ -324,10 +327,7 @@ class EventSource:
                 retry_after = getattr(error, "retry_after", None)
                 server_retry = None if self._parser.retry is None else self._parser.retry / 1000
                 delay = policy.delay(attempts, server_retry=server_retry, retry_after=retry_after)
-                if (
-                    policy.max_elapsed is not None
-                    and now - first_failure + delay > policy.max_elapsed
-                ):
+                if policy.waits_past_budget(now - first_failure, delay):
                     raise RetryBudgetExhaustedError(
                         f"giving up: the next attempt would come {delay:.1f}s from now, past the "
                         f"retry budget of {policy.max_elapsed:.0f}s; last error: {cause}",
@@ -410,11 +410,9 @@ class EventSource:
         error = error_for_response(
             status, body, response.headers, reason=response.reason or "", secrets=self._secrets
         )
-        if status in (408, 429) or status >= 500:
-            if isinstance(error, (ServerError, RateLimitError)):
-                raise error
+        if status == 408:  # the server gave up waiting: retried like a dropped connection
             raise ConnectionLostError(str(error)) from error
-        raise error
+        raise error  # 429 and 5xx (RateLimitError, ServerError) are retried, the rest not
 
     def _request(self, *args: Any, **kwargs: Any) -> requests.Response:
         try:
@@ -441,7 +439,7 @@ class EventSource:
             try:
                 chunk = read1(self._chunk_size)
             except _READ_ERRORS as exc:
-                if self.closed or self._restart_pending():
+                if self.closed or self._restart_requested:
                     return
                 raise _connection_lost(exc, self._timeout[1]) from exc
             finally:
@@ -449,12 +447,7 @@ class EventSource:
                     self._reading = False
             if not chunk:
                 return
-            batch: list[ServerSentEvent] = []
-            for item in feed(chunk):
-                if type(item) is ServerSentEvent:
-                    batch.append(item)
-                elif isinstance(item, Comment):
-                    self._emit(item)
+            batch = cast("list[ServerSentEvent]", feed(chunk))  # comments went to _emit
             if batch:
                 yield batch
                 if self.closed:
@@ -463,9 +456,6 @@ class EventSource:
                 raise self._parser.failure
 
     # -- helpers --------------------------------------------------------
-
-    def _restart_pending(self) -> bool:
-        return self._restart_requested
 
     def _take_restart(self) -> bool:
         with self._lock:

@@ -26,7 +26,7 @@ measured to be the fastest way to get a typed payload (``bench/models.py``,
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, cast, get_args
 
 from pydantic import (
     BaseModel,
@@ -114,6 +114,13 @@ PlanStepStatus = Literal["pending", "in_progress", "done", "failed"]
 # ---------------------------------------------------------------------------
 
 
+# camelCase on the wire, snake_case in Python, unknown keys ignored, immutable:
+# the payloads and the envelope alike.
+_WIRE_CONFIG = ConfigDict(
+    alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+)
+
+
 class PayloadModel(BaseModel):
     """Base of every payload model.
 
@@ -123,9 +130,7 @@ class PayloadModel(BaseModel):
     exactly as received stays available as :attr:`TaskEvent.raw`. Immutable.
     """
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
-    )
+    model_config = _WIRE_CONFIG
 
 
 class TaskSnapshot(PayloadModel):
@@ -390,9 +395,7 @@ class TaskEvent(BaseModel):
     not compared. The hash is that of ``(id, sequence)``.
     """
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
-    )
+    model_config = _WIRE_CONFIG
 
     id: str
     """Opaque event id; also the SSE ``id:`` and the resume cursor."""
@@ -580,43 +583,33 @@ class TaskCompactedEvent(TaskEvent):
     data: TaskCompacted
 
 
+# One class per known wire type; the payload types and the union derive from it.
+_EVENT_CLASSES: tuple[type[TaskEvent], ...] = (
+    TaskCreatedEvent,
+    TaskUpdatedEvent,
+    TaskReviewedEvent,
+    TaskShippedEvent,
+    TaskFinishedEvent,
+    MessageChunkEvent,
+    AuthRequiredEvent,
+    ToolCallRequestedEvent,
+    ToolCallCompletedEvent,
+    SubAgentTriggeredEvent,
+    ReasoningThinkEvent,
+    ReasoningAnalyzeEvent,
+    PlanUpdatedEvent,
+    TaskCompactedEvent,
+)
+
 # The payload type of every known wire type (``str`` for ``message.chunk``).
 _PAYLOAD_TYPES: dict[EventType, type[Any]] = {
-    EventType.TASK_CREATED: TaskSnapshot,
-    EventType.TASK_UPDATED: TaskUpdatedData,
-    EventType.TASK_REVIEWED: TaskReviewedData,
-    EventType.TASK_SHIPPED: TaskShippedData,
-    EventType.TASK_FINISHED: TaskSnapshot,
-    EventType.MESSAGE_CHUNK: str,
-    EventType.AUTH_REQUIRED: AuthEvent,
-    EventType.TOOL_CALL_REQUESTED: ToolCallRequest,
-    EventType.TOOL_CALL_COMPLETED: ToolCallResult,
-    EventType.SUBAGENT_TRIGGERED: SubAgentTrigger,
-    EventType.REASONING_THINK: Think,
-    EventType.REASONING_ANALYZE: Analyze,
-    EventType.PLAN_UPDATED: PlanUpdated,
-    EventType.TASK_COMPACTED: TaskCompacted,
+    get_args(cls.model_fields["type"].annotation)[0]: cast(
+        "type[Any]", cls.model_fields["data"].annotation
+    )
+    for cls in _EVENT_CLASSES
 }
 
-_TypedEvent = Annotated[
-    Union[
-        TaskCreatedEvent,
-        TaskUpdatedEvent,
-        TaskReviewedEvent,
-        TaskShippedEvent,
-        TaskFinishedEvent,
-        MessageChunkEvent,
-        AuthRequiredEvent,
-        ToolCallRequestedEvent,
-        ToolCallCompletedEvent,
-        SubAgentTriggeredEvent,
-        ReasoningThinkEvent,
-        ReasoningAnalyzeEvent,
-        PlanUpdatedEvent,
-        TaskCompactedEvent,
-    ],
-    Field(discriminator="type"),
-]
+_TypedEvent: Any = Annotated[Union[_EVENT_CLASSES], Field(discriminator="type")]
 
 # One validator for every known type: the payload is validated in the same pass
 # as the envelope, straight from the JSON text (see docs/decisions.md).

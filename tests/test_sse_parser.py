@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 from agentstream.errors import EventTooLargeError
 from agentstream.sse import Comment, ServerSentEvent, SSEParser
 
-E = ServerSentEvent
+
+def E(
+    event: str = "message", data: str = "", id: Optional[str] = None, retry: Optional[int] = None
+) -> ServerSentEvent:
+    """An expected event, type and data first as the tables read best."""
+    return ServerSentEvent(id, event, data, retry)
 
 
 def chunkings(data: bytes) -> list[list[bytes]]:
@@ -121,6 +126,20 @@ def test_comments_go_to_on_comment_in_order_and_feed_returns_events() -> None:
     assert [e.data for e in events] == ["a", "b"]
     assert seen[:2] == [Comment("one"), Comment("two")]
     assert SSEParser().feed(b": one\ndata: a\n\n") == [Comment("one"), ServerSentEvent(data="a")]
+
+
+def test_server_sent_event_takes_sseclients_positional_order() -> None:
+    import sseclient
+
+    theirs = sseclient.Event("7", "task.created", "{}", 1000)
+    ours = ServerSentEvent("7", "task.created", "{}", 1000)
+    assert isinstance(ours, sseclient.Event)
+    assert (ours.id, ours.event, ours.data, ours.retry) == (
+        theirs.id,
+        theirs.event,
+        theirs.data,
+        theirs.retry,
+    )
 
 
 def test_bom_stripped_once_at_start() -> None:

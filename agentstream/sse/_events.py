@@ -44,11 +44,12 @@ class ServerSentEvent(sseclient.Event):
 
     def __init__(
         self,
+        id: Optional[str] = None,
         event: str = "message",
         data: str = "",
-        id: Optional[str] = None,
         retry: Optional[int] = None,
     ) -> None:
+        # sseclient's Event(id, event, data, retry) order, for positional callers.
         # Set attributes directly: cheaper than sseclient's __init__ on the hot path.
         self.event = event
         self.data = data

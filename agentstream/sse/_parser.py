@@ -189,11 +189,11 @@ class SSEParser(sseclient.SSEClient):
                 if data:
                     parsed.append(
                         ServerSentEvent(
+                            self.last_event_id,
                             types.get(self._event_type) or self._decode_type(self._event_type),
                             (data[0] if len(data) == 1 else b"\n".join(data)).decode(
                                 "utf-8", "replace"
                             ),
-                            self.last_event_id,
                             self._block_retry,
                         )
                     )

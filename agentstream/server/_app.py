@@ -629,18 +629,23 @@ class ReferenceApp:
                         position = batch.events[-1].sequence
                         continue
                 position = batch.head
-                idle = time.monotonic() - last_write
-                if idle >= spec.heartbeat:
-                    yield b": heartbeat\n\n"
-                    last_write = time.monotonic()
-                    continue
-                wait = spec.heartbeat - idle
-                if sock is not None:
-                    wait = min(wait, _LIVENESS_INTERVAL)
-                woken = store.wait_for_events(position, wait, lambda: handle.stop is not None)
-                if not woken and sock is not None and _peer_closed(sock):
-                    logger.debug("a stream's client went away")
-                    return
+                # Idle until an event comes, the store closes or the stream is
+                # stopped (then read again); meanwhile heartbeats, and a check every
+                # _LIVENESS_INTERVAL that the client is still there, with no query.
+                while True:
+                    idle = time.monotonic() - last_write
+                    if idle >= spec.heartbeat:
+                        yield b": heartbeat\n\n"
+                        last_write = time.monotonic()
+                        continue
+                    wait = spec.heartbeat - idle
+                    if sock is not None:
+                        wait = min(wait, _LIVENESS_INTERVAL)
+                    if store.wait_for_events(position, wait, lambda: handle.stop is not None):
+                        break
+                    if sock is not None and _peer_closed(sock):
+                        logger.debug("a stream's client went away")
+                        return
         finally:
             self._streams.release(handle)
 

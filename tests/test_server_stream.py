@@ -236,6 +236,24 @@ def test_reader_that_fell_behind_retention_sees_a_gap(tmp_path: Path) -> None:
         assert not store.read_after(store.oldest_sequence - 1).gap
 
 
+def test_what_retention_deleted_is_known_again_after_a_reopen(tmp_path: Path) -> None:
+    from agentstream.server import EventStore
+
+    path = tmp_path / "reopen.sqlite3"
+    with EventStore(path, retention=3) as store:
+        published = [store.publish("message.chunk", str(i)) for i in range(10)]
+        oldest = store.oldest_sequence
+    assert oldest == published[7]["sequence"]
+    with EventStore(path, retention=3) as store:
+        assert store.oldest_sequence == oldest
+        assert store.read_after(published[5]["sequence"]).gap
+        assert not store.read_after(published[6]["sequence"]).gap
+    with EventStore(path, retention=1) as store:  # a smaller retention applies at open
+        assert store.oldest_sequence == published[9]["sequence"]
+    with EventStore(path, retention=3) as store:
+        assert store.oldest_sequence == published[9]["sequence"]
+
+
 # ---------------------------------------------------------------- heartbeats
 
 

@@ -256,12 +256,9 @@ class EventStore:
             row = conn.execute("SELECT MAX(sequence), MIN(sequence) FROM events").fetchone()
             if row[0] is not None:
                 head = max(head, int(row[0]))
-            row2 = conn.execute("SELECT value FROM meta WHERE key = 'deleted_through'").fetchone()
-            deleted = int(row2[0]) if row2 else 0
-            if row[1] is not None:
-                deleted = max(deleted, int(row[1]) - 1)
-            elif head > 0:
-                deleted = head  # the log had events, all gone
+            # Sequences have no gaps and retention deletes a prefix, so what was
+            # deleted is everything before the oldest row (or all, if none is left).
+            deleted = head if row[1] is None else int(row[1]) - 1
         except sqlite3.OperationalError as exc:
             conn.close()
             if "locked" in str(exc):
@@ -364,10 +361,6 @@ class EventStore:
         limit = tx.head - self._retention
         if limit > deleted:
             tx.conn.execute("DELETE FROM events WHERE sequence <= ?", (limit,))
-            tx.conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('deleted_through', ?)",
-                (str(limit),),
-            )
             deleted = limit
         return deleted
 

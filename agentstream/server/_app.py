@@ -196,7 +196,9 @@ class ReferenceApp:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         if not MIN_HEARTBEAT <= heartbeat_default <= MAX_HEARTBEAT:
-            raise ValueError("heartbeat_default must be within 1..300 seconds")
+            raise ValueError(
+                f"heartbeat_default must be within {MIN_HEARTBEAT:g}..{MAX_HEARTBEAT:g} seconds"
+            )
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
         self._keys: list[tuple[bytes, _Principal]] = []
@@ -537,8 +539,13 @@ class ReferenceApp:
                 raise ApiError(
                     400,
                     "invalid_parameter",
-                    "heartbeatSeconds must be a number from 1 to 300",
-                    {"parameter": "heartbeatSeconds", "min": 1, "max": 300},
+                    "heartbeatSeconds must be a number from "
+                    f"{MIN_HEARTBEAT:g} to {MAX_HEARTBEAT:g}",
+                    {
+                        "parameter": "heartbeatSeconds",
+                        "min": int(MIN_HEARTBEAT),
+                        "max": int(MAX_HEARTBEAT),
+                    },
                 )
 
         task_id = args.get("taskId") or None

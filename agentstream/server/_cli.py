@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, Optional
 
-from ._app import ALL_SCOPES
-from ._serving import ReferenceServer, generate_api_key
+from ._app import ALL_SCOPES, MAX_HEARTBEAT, MIN_HEARTBEAT
+from ._serving import ReferenceServer
 from ._store import DEFAULT_RETENTION, StoreLockedError
+
+_HEARTBEATS = f"{MIN_HEARTBEAT:g}..{MAX_HEARTBEAT:g}"
 
 __all__ = ["DEFAULT_DB", "DEFAULT_PORT", "build_parser", "parse_api_key", "serve_main"]
 
@@ -80,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--heartbeat",
         type=float,
         default=15.0,
-        help="default heartbeat interval of streams, 1..300 seconds (default 15)",
+        help=f"default heartbeat interval of streams, {_HEARTBEATS} seconds (default 15)",
     )
     parser.add_argument(
         "--log-level", default="INFO", help="logging level (default INFO)", type=str.upper
@@ -107,9 +109,11 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_usage(sys.stderr)
         print("agentstream serve: error: --retention must be >= 1", file=sys.stderr)
         return 2
-    if not 1 <= args.heartbeat <= 300:
+    if not MIN_HEARTBEAT <= args.heartbeat <= MAX_HEARTBEAT:
         parser.print_usage(sys.stderr)
-        print("agentstream serve: error: --heartbeat must be within 1..300", file=sys.stderr)
+        print(
+            f"agentstream serve: error: --heartbeat must be within {_HEARTBEATS}", file=sys.stderr
+        )
         return 2
     level = getattr(logging, args.log_level, None)
     if not isinstance(level, int):
@@ -117,15 +121,9 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    generated: Optional[str] = None
-    keys: dict[str, frozenset[str]] = dict(args.api_keys)
-    if not keys:
-        generated = generate_api_key()
-        keys = {generated: ALL_SCOPES}
-
     server = ReferenceServer(
         args.db,
-        api_keys=keys,
+        api_keys=dict(args.api_keys) or None,  # none given: the server makes a full key
         host=args.host,
         port=args.port,
         agent_pace=args.pace,
@@ -155,11 +153,11 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         print(f"agentstream reference server listening on {server.url}", flush=True)
         print(f"event log: {server.db_path}", flush=True)
-        if generated is not None:
+        if not args.api_keys:
             # Printed once, on purpose, to stdout; never logged, never stored.
             print("development API key (every scope; shown only this once):", flush=True)
             print(
-                f"  export AGENTSTREAM_BASE_URL={server.url} AGENTSTREAM_API_KEY={generated}",
+                f"  export AGENTSTREAM_BASE_URL={server.url} AGENTSTREAM_API_KEY={server.api_key}",
                 flush=True,
             )
         print("press Ctrl-C to stop", flush=True)

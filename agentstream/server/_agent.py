@@ -17,7 +17,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from ..event_types import EventType, TaskStatus
-from ._store import EventStore, StoreClosedError, TaskFinishedError, UnknownTaskError
+from ._store import (
+    EventStore,
+    StoreClosedError,
+    TaskFinishedError,
+    UnknownTaskError,
+    available_actions,
+    task_links,
+)
 
 __all__ = ["AGENT_ACTOR", "ANSWER_CHUNKS", "SimulatedAgent", "script_event_types"]
 
@@ -41,10 +48,6 @@ Snapshot = Mapping[str, Any]
 
 def _short(task_id: str) -> str:
     return task_id.rsplit("_", 1)[-1][:12]
-
-
-def _links(snapshot: Snapshot) -> dict[str, str]:
-    return {"task": f"/tasks/{snapshot['id']}"}
 
 
 def _status(status: TaskStatus, summary: str, *, result: bool = False) -> Step:
@@ -171,8 +174,8 @@ def _reviewed(s: Snapshot) -> Any:
         "reviewOutcome": "approved",
         "reviewer": dict(REVIEWER),
         "summary": "The answer is approved.",
-        "availableActions": ["stop"],
-        "links": _links(s),
+        "availableActions": available_actions(TaskStatus(s["status"])),
+        "links": task_links(s["id"]),
     }
 
 
@@ -185,8 +188,8 @@ def _shipped(s: Snapshot) -> Any:
         "operationId": f"ship_{_short(s['id'])}",
         "targetEnvironment": "staging",
         "summary": "Shipped to staging.",
-        "availableActions": ["stop"],
-        "links": _links(s),
+        "availableActions": available_actions(TaskStatus(s["status"])),
+        "links": task_links(s["id"]),
     }
 
 

@@ -412,16 +412,11 @@ class EventStore:
 
     @staticmethod
     def _save_task(tx: _Tx, snapshot: Mapping[str, Any], agent_step: Optional[int]) -> None:
-        if agent_step is None:
-            tx.conn.execute(
-                "UPDATE tasks SET status = ?, snapshot = ? WHERE id = ?",
-                (snapshot["status"], _dumps(snapshot), snapshot["id"]),
-            )
-        else:
-            tx.conn.execute(
-                "UPDATE tasks SET status = ?, snapshot = ?, agent_step = ? WHERE id = ?",
-                (snapshot["status"], _dumps(snapshot), agent_step, snapshot["id"]),
-            )
+        tx.conn.execute(
+            "UPDATE tasks SET status = ?, snapshot = ?, agent_step = COALESCE(?, agent_step)"
+            " WHERE id = ?",
+            (snapshot["status"], _dumps(snapshot), agent_step, snapshot["id"]),
+        )
 
     def publish(
         self,
@@ -594,7 +589,7 @@ class EventStore:
 
         def append(tx: _Tx) -> JSONDict:
             snapshot = self._load_task(tx, task_id)
-            if TaskStatus(snapshot["status"]) in TERMINAL_STATUSES:
+            if TaskStatus(snapshot["status"]).is_terminal:
                 raise TaskFinishedError(task_id, snapshot["status"])
             payload = data(snapshot) if callable(data) else data
             envelope = self._insert_event(
@@ -634,7 +629,7 @@ class EventStore:
         def transition(tx: _Tx) -> list[JSONDict]:
             snapshot = self._load_task(tx, task_id)
             previous = snapshot["status"]
-            if TaskStatus(previous) in TERMINAL_STATUSES:
+            if TaskStatus(previous).is_terminal:
                 raise TaskFinishedError(task_id, previous)
             now = utc_now_iso()
             changed = ["status"]
@@ -647,7 +642,7 @@ class EventStore:
             if error is not None:
                 snapshot["error"] = error
                 changed.append("error")
-            terminal = new_status in TERMINAL_STATUSES
+            terminal = new_status.is_terminal
             if terminal:
                 snapshot["finishedAt"] = now
                 changed.append("finishedAt")
@@ -663,7 +658,7 @@ class EventStore:
                     "actor": dict(actor or {"id": "agentstream", "role": "system"}),
                     "summary": summary,
                     "availableActions": available_actions(new_status),
-                    "links": {"task": f"/tasks/{task_id}"},
+                    "links": task_links(task_id),
                     "task": snapshot,
                 }
                 envelopes.append(
@@ -698,7 +693,7 @@ class EventStore:
                 self._require_open()
                 .execute(
                     "SELECT id, agent_step FROM tasks WHERE agent_step IS NOT NULL"
-                    " AND status NOT IN (?, ?, ?) ORDER BY num",
+                    f" AND status NOT IN ({', '.join('?' * len(terminal))}) ORDER BY num",
                     terminal,
                 )
                 .fetchall()
@@ -777,6 +772,11 @@ class EventStore:
             self._cond.notify_all()
 
 
+def task_links(task_id: str) -> dict[str, str]:
+    """The ``links`` of a task's events."""
+    return {"task": f"/tasks/{task_id}"}
+
+
 def available_actions(status: TaskStatus) -> list[str]:
     """What a client may do with a task in ``status``."""
-    return [] if status in TERMINAL_STATUSES else ["stop"]
+    return [] if status.is_terminal else ["stop"]

@@ -8,6 +8,7 @@ with a literal transcription of the specification's algorithm.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Optional
 
 import pytest
@@ -140,6 +141,25 @@ def test_server_sent_event_takes_sseclients_positional_order() -> None:
         theirs.data,
         theirs.retry,
     )
+
+
+def test_close_closes_a_closable_source_and_tolerates_a_list() -> None:
+    class Source:
+        closed = False
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"data: a\n\n"
+
+        def close(self) -> None:
+            self.closed = True
+
+    source = Source()
+    parser = SSEParser(source)
+    assert [e.data for e in parser.events()] == ["a"]
+    parser.close()
+    assert source.closed
+    SSEParser([b"data: a\n\n"]).close()
+    SSEParser().close()
 
 
 def test_bom_stripped_once_at_start() -> None:

@@ -21,8 +21,8 @@ size, split anywhere), linear in the input, and bounds the size of one event.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable
-from typing import Optional, Union
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Optional, Union, cast
 
 import sseclient
 
@@ -58,6 +58,8 @@ class SSEParser(sseclient.SSEClient):
         :meth:`feed` then returns events only.
     """
 
+    _event_source: Iterable[bytes]  # set by sseclient-py's __init__
+
     def __init__(
         self,
         event_source: Iterable[bytes] = (),
@@ -66,8 +68,7 @@ class SSEParser(sseclient.SSEClient):
         last_event_id: Optional[str] = None,
         on_comment: Optional[Callable[[Comment], object]] = None,
     ) -> None:
-        super().__init__(iter(event_source))
-        self._chunks = event_source
+        super().__init__(cast("Iterator[bytes]", event_source))  # kept as _event_source
         if max_event_size <= 0:
             raise ValueError("max_event_size must be a positive number of bytes")
         self.max_event_size = max_event_size
@@ -142,6 +143,13 @@ class SSEParser(sseclient.SSEClient):
                 raise
         return parsed
 
+    def close(self) -> None:
+        """Close the byte source given at construction, if it can be closed (a
+        response can, a list cannot)."""
+        close = getattr(self._event_source, "close", None)
+        if close is not None:
+            close()
+
     def reset(self) -> None:
         """Forget the unfinished event (its id too): the connection ended.
 
@@ -165,7 +173,7 @@ class SSEParser(sseclient.SSEClient):
         An event cut off by the end of the input is discarded.
         """
         try:
-            for chunk in self._chunks:
+            for chunk in self._event_source:
                 for item in self.feed(chunk):
                     if isinstance(item, ServerSentEvent):
                         yield item

@@ -68,7 +68,6 @@ from wire import (
     chunk,
     event_id,
     frame,
-    read_request,
     response_head,
 )
 
@@ -268,38 +267,30 @@ class PeerHandler(StreamHandler):
     server: PeerServer
     request: socket.socket
 
-    def handle(self) -> None:
-        sock = self.request
-        request = read_request(sock)
-        if request is None:
-            return
-        path, query, headers = request
+    def route(self, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> None:
         resume_from = headers.get("last-event-id") or query.get("cursor", [""])[0]
         if not path.endswith(STREAM_PATH):
             self.send_status("404 Not Found")
             return
         test, framing, *args = path[: -len(STREAM_PATH)].strip("/").split("/")
-        try:
-            if framing not in FRAMINGS:
-                self.send_status("404 Not Found")
-            elif test == "resume":
-                n, every, token = int(args[0]), int(args[1]), args[2]
-                after = int(resume_from.split("_")[1], 16) if resume_from else 0
-                self.send_resume(framing, n, every, token, after)
-            elif resume_from:
-                self.send_status("204 No Content")
-            elif test == "flood":
-                self.send_flood(framing, int(args[0]))
-            elif test == "delay":
-                self.send_delayed(framing, timed_event)
-            elif test == "trickle":
-                self.send_trickle(framing, int(args[0]))
-            elif test == "big" and framing in self.server.big:
-                self.send_body(framing, self.server.big[framing])
-            else:
-                self.send_status("404 Not Found")
-        except OSError:
-            pass  # the client went away first (the delay clients stop after one event)
+        if framing not in FRAMINGS:
+            self.send_status("404 Not Found")
+        elif test == "resume":
+            n, every, token = int(args[0]), int(args[1]), args[2]
+            after = int(resume_from.split("_")[1], 16) if resume_from else 0
+            self.send_resume(framing, n, every, token, after)
+        elif resume_from:
+            self.send_status("204 No Content")
+        elif test == "flood":
+            self.send_flood(framing, int(args[0]))
+        elif test == "delay":
+            self.send_delayed(framing, timed_event)
+        elif test == "trickle":
+            self.send_trickle(framing, int(args[0]))
+        elif test == "big" and framing in self.server.big:
+            self.send_body(framing, self.server.big[framing])
+        else:
+            self.send_status("404 Not Found")
 
     def send_flood(self, framing: str, n: int) -> None:
         body = self.server.bodies.get((framing, n))

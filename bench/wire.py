@@ -252,7 +252,19 @@ class BenchServer(socketserver.ThreadingTCPServer):
 
 
 class StreamHandler(socketserver.BaseRequestHandler):
-    """The responses both bench servers send (this one and ``bench/peers.py``'s)."""
+    """What both bench servers share (this one and ``bench/peers.py``'s): reading
+    the request, and the responses. Subclasses implement :meth:`route`."""
+
+    def handle(self) -> None:
+        request = read_request(self.request)
+        if request is None:
+            return
+        # OSError: the client went away first (the delay clients stop after one event).
+        with contextlib.suppress(OSError):
+            self.route(*request)
+
+    def route(self, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> None:
+        raise NotImplementedError
 
     def send_status(self, status: str) -> None:
         """A response without a body (204 ends agentstream's streams)."""
@@ -292,32 +304,24 @@ class BenchHandler(StreamHandler):
     server: BenchServer
     request: socket.socket
 
-    def handle(self) -> None:
-        sock = self.request
-        request = read_request(sock)
-        if request is None:
-            return
-        path, query, headers = request
+    def route(self, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> None:
         typed = path.endswith(STREAM_PATH)
         if typed:
             path = path[: -len(STREAM_PATH)]
         kind, *rest = path.strip("/").split("/")
         resumed = "cursor" in query or "last-event-id" in headers
-        try:
-            if typed and resumed:
-                self.send_status("204 No Content")
-            elif kind == "stream" and not typed and len(rest) == 1:
-                self.send_stream(rest[0], int(query["n"][0]))
-            elif kind == "typed" and typed and len(rest) == 2:
-                self.send_stream(rest[0], int(rest[1]))
-            elif kind == "delay" and not typed and rest and rest[0] in FRAMINGS:
-                self.send_delayed(rest[0], timed_event)
-            elif kind == "typed-delay" and typed and rest and rest[0] in FRAMINGS:
-                self.send_delayed(rest[0], timed_envelope)
-            else:
-                self.send_status("404 Not Found")
-        except OSError:
-            pass  # the client went away first (the delay clients stop after one event)
+        if typed and resumed:
+            self.send_status("204 No Content")
+        elif kind == "stream" and not typed and len(rest) == 1:
+            self.send_stream(rest[0], int(query["n"][0]))
+        elif kind == "typed" and typed and len(rest) == 2:
+            self.send_stream(rest[0], int(rest[1]))
+        elif kind == "delay" and not typed and rest and rest[0] in FRAMINGS:
+            self.send_delayed(rest[0], timed_event)
+        elif kind == "typed-delay" and typed and rest and rest[0] in FRAMINGS:
+            self.send_delayed(rest[0], timed_envelope)
+        else:
+            self.send_status("404 Not Found")
 
     def send_stream(self, framing: str, n: int) -> None:
         body = self.server.bodies.get((framing, n))

@@ -354,6 +354,65 @@ def test_matches_the_specification_for_any_chunking(data: bytes, cuts: list[int]
     assert parser.last_event_id == expected_id
 
 
+# Runs of canonical blocks, the fast path's input, with now and then a block it
+# does not take (a comment, a retry, an empty id or type, a NUL in the id, a
+# second data line) and an unfinished block at the end.
+canonical_run_st = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from([b"7", b"evt_1", b"\xc3\xa9", b"\xe2\x98", b"", b"a\x00b"]),
+            st.sampled_from([b"task.updated", b"x", b""]),
+            st.sampled_from([b"{}", b"", b"\xef\xbb\xbf", b"a: b", b"x\ndata: y"]),
+        ).map(lambda t: b"id: " + t[0] + b"\nevent: " + t[1] + b"\ndata: " + t[2] + b"\n\n"),
+        st.sampled_from([b": ping\n\n", b"retry: 5\n\n", b"data: plain\n\n", b"\n"]),
+    ),
+    max_size=30,
+).map(b"".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    data=canonical_run_st,
+    tail=st.sampled_from([b"", b"id: 9\nevent: t\nda", b"id: 9\n"]),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=6),
+)
+def test_runs_of_canonical_blocks_match_the_specification(
+    data: bytes, tail: bytes, cuts: list[int]
+) -> None:
+    data += tail
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    expected, expected_id = reference_parse(data)
+    got, parser = parse(chunks)
+    assert got == expected
+    assert parser.last_event_id == expected_id
+
+
+def test_canonical_blocks_are_parsed_without_the_line_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The property tests pass whichever path runs; this one shows the fast
+    # path is taken for whole canonical blocks, also right after the end of
+    # a block that began in an earlier chunk.
+    parser = SSEParser()
+    first = parser.feed(b"id: 1\nevent: a\ndata: {}\n\nid: 2\nevent: a\nda")
+    lines_seen: list[bytes] = []
+    process = parser._process
+
+    def counting(lines: list[bytes], parsed: list[object]) -> None:
+        lines_seen.extend(lines)
+        process(lines, parsed)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parser, "_process", counting)
+    second = parser.feed(
+        b"ta: 2\n\nid: 3\nevent: b\ndata: [1]\n\nid: 4\nevent: b\ndata: \xc3\xa9\n\n"
+    )
+    assert first == [E("a", "{}", "1")]
+    assert second == [E("a", "2", "2"), E("b", "[1]", "3"), E("b", "\u00e9", "4")]
+    assert lines_seen == [b"data: 2", b""]  # only the end of the unfinished block
+    assert parser.last_event_id == "4"
+
+
 def test_events_before_an_oversized_one_are_still_delivered() -> None:
     parser = SSEParser(max_event_size=100)
     got = parser.feed(b"data: ok\n\ndata: " + b"x" * 200 + b"\n\n")

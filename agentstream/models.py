@@ -24,7 +24,7 @@ measured to be the fastest way to get a typed payload (``bench/models.py``,
 """
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Optional, Union, cast, get_args
 
@@ -615,6 +615,12 @@ _TypedEvent: Any = Annotated[Union[_EVENT_CLASSES], Field(discriminator="type")]
 # as the envelope, straight from the JSON text (see docs/decisions.md).
 _EVENT_ADAPTER: "TypeAdapter[TaskEvent]" = TypeAdapter(_TypedEvent)
 
+# Its pydantic-core validator, called directly: TypeAdapter.validate_json's
+# wrapper cost 0.3 µs per event (docs/decisions.md).
+_validate_event_json: Callable[[Union[str, bytes]], TaskEvent] = (
+    _EVENT_ADAPTER.validator.validate_json
+)
+
 # The payload validators, used on the slow path to explain a payload failure.
 _PAYLOAD_ADAPTERS: dict[EventType, "TypeAdapter[Any]"] = {
     event_type: TypeAdapter(payload_type) for event_type, payload_type in _PAYLOAD_TYPES.items()
@@ -660,7 +666,7 @@ def parse_event(data: Union[str, bytes]) -> TaskEvent:
     envelope field of the wrong type.
     """
     try:
-        event = _EVENT_ADAPTER.validate_json(data)
+        event = _validate_event_json(data)
     except ValidationError as exc:
         return _parse_slow(data, exc)
     _store_private(event, {"source": data})

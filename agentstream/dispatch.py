@@ -206,7 +206,10 @@ class Registry:
         returned; they never propagate.
         """
         errors: Optional[list[tuple[Handler, BaseException]]] = None
-        handlers = self.handlers_for(event)
+        # The cache lookup of handlers_for, inlined: dispatch runs once per event.
+        handlers = self._cache.get((event.type, event.task_id))
+        if handlers is None:
+            handlers = self.handlers_for(event)
         for handler in handlers:
             try:
                 handler(event)
@@ -221,7 +224,7 @@ class Registry:
                 errors.append((receiver, error))
                 _report(sender if sender is not None else self, event, receiver, error)
         if errors is None:
-            return _ok(len(handlers))
+            return _OK_RESULTS.get(len(handlers)) or _ok(len(handlers))
         return DispatchResult(len(handlers), tuple(errors))
 
 

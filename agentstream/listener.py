@@ -334,6 +334,8 @@ class Listener:
         assert self._stream is not None
         dispatch = self.registry.dispatch
         parse_one = self._stream.parse_one
+        complete = self._complete_one
+        received = signals.event_received
         stopping = self._stopping
         try:
             for batch in self._stream.source.batches():
@@ -342,9 +344,7 @@ class Listener:
                         return
                     event = parse_one(raw)
                     if event is not None:
-                        self._complete_one(
-                            event, dispatch(event, sender=self, signal=signals.event_received)
-                        )
+                        complete(event, dispatch(event, sender=self, signal=received))
         except Exception as exc:
             self._fail(exc)
         finally:
@@ -417,9 +417,12 @@ class Listener:
         if result.errors:
             self._failures += len(result.errors)
         self._last_event_at = time.time()
-        self._cursor = event.id
+        self._cursor = cursor = event.id
         self._saved_sequence = event.sequence
-        self._save(event.id)
+        try:  # _save(), inlined: this runs once per event
+            self.cursor_store.save(self.name, cursor)
+        except Exception:
+            logger.exception("could not save the cursor of listener %r", self.name)
         if self._waiting:
             with self._lock:
                 self._progress.notify_all()

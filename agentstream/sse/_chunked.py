@@ -78,18 +78,30 @@ class ChunkedReader:
                     raise http.client.HTTPException("chunked body: chunk size line too long")
                 self._pending = block[pos:]
                 break
-            size_field = block[pos:line_end].split(b";", 1)[0].strip()
             try:
-                chunk_size = int(size_field, 16)
+                chunk_size = int(block[pos:line_end], 16)  # hex digits only: the common case
             except ValueError:
-                raise http.client.HTTPException(
-                    f"chunked body: bad chunk size {size_field[:20]!r}"
-                ) from None
+                chunk_size = _size_with_extensions(block[pos:line_end])
             if chunk_size < 0:
                 raise http.client.HTTPException("chunked body: negative chunk size")
             pos = line_end + 2
             if chunk_size == 0:
                 self._done = True  # trailers, if any, are not read
                 break
-            self._left = chunk_size
+            data_end = pos + chunk_size
+            if block[data_end : data_end + 2] == b"\r\n":
+                # The whole chunk is here (the common case): take it at once.
+                parts.append(block[pos:data_end])
+                pos = data_end + 2
+            else:
+                self._left = chunk_size
         return b"".join(parts) if len(parts) != 1 else parts[0]
+
+
+def _size_with_extensions(line: bytes) -> int:
+    """The size in a size line that is not bare hex digits (``1a;name=value``)."""
+    field = line.split(b";", 1)[0].strip()
+    try:
+        return int(field, 16)
+    except ValueError:
+        raise http.client.HTTPException(f"chunked body: bad chunk size {field[:20]!r}") from None

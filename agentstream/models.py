@@ -613,7 +613,11 @@ _TypedEvent: Any = Annotated[Union[_EVENT_CLASSES], Field(discriminator="type")]
 
 # One validator for every known type: the payload is validated in the same pass
 # as the envelope, straight from the JSON text (see docs/decisions.md).
-_EVENT_ADAPTER: "TypeAdapter[TaskEvent]" = TypeAdapter(_TypedEvent)
+# cache_strings="keys": event ids, times and summaries are new in every event,
+# and caching them as well cost 0.1 µs per event (pydantic < 2.7 ignores it).
+_EVENT_ADAPTER: "TypeAdapter[TaskEvent]" = TypeAdapter(
+    _TypedEvent, config=ConfigDict(cache_strings="keys")
+)
 
 # Its pydantic-core validator, called directly: TypeAdapter.validate_json's
 # wrapper cost 0.3 µs per event (docs/decisions.md).

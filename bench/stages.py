@@ -1,0 +1,143 @@
+"""Per-event cost of each stage of the pipeline, in-process, no sockets.
+
+Run from the repository root::
+
+    .venv/bin/python bench/stages.py              # 100,000 events, best of 7
+    .venv/bin/python bench/stages.py -n 20000     # quicker
+
+The input is ``bench/peers.py``'s flood (valid ``task.updated`` envelopes of
+about 612 bytes in canonical ``id:``/``event:``/``data:`` blocks), pre-built
+and cut into 64 KiB pieces, as ``EventSource`` reads it. Each row times one
+stage alone over all the events and gives microseconds per event (the best
+of ``--repeat`` runs); the last rows chain the stages the way the typed
+stream and the Listener do. The socket and the server are left out on
+purpose: ``bench/ab.py`` and ``bench/peers.py`` measure the whole thing.
+
+Rows:
+
+* de-chunking: ``ChunkedReader`` over a body with one HTTP chunk per event;
+* SSE parsing: ``SSEParser.feed`` (canonical blocks take its regex path);
+* SSE parsing, general path: the same events with ``event:`` before ``id:``,
+  which the regex path does not take;
+* validation: ``parse_event`` on each ``data`` field;
+* dispatch: ``Registry.dispatch`` of a parsed event to one handler, plus the
+  Listener's one-worker bookkeeping (cursor, counters, cursor store);
+* parse + validate: ``feed`` then ``parse_event``, what the typed stream does.
+"""
+
+import argparse
+import platform
+import sys
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+
+import pydantic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import peers
+
+from agentstream import Client, Registry, signals
+from agentstream.models import TaskEvent, parse_event
+from agentstream.sse import SSEParser
+from agentstream.sse._chunked import ChunkedReader
+
+READ_SIZE = 65536
+
+
+class Body:
+    """A buffered reader over bytes: ``read1`` returns up to ``size`` of them."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    def read1(self, size: int = READ_SIZE) -> bytes:
+        piece = self._data[self._pos : self._pos + size]
+        self._pos += size
+        return piece
+
+
+def pieces(stream: bytes) -> list[bytes]:
+    return [stream[i : i + READ_SIZE] for i in range(0, len(stream), READ_SIZE)]
+
+
+def stages(n: int) -> dict[str, Callable[[], object]]:
+    events = [peers.build_event(seq) for seq in range(1, n + 1)]
+    canonical = pieces(b"".join(events))
+    # The same blocks with the type line first: the parser's general path.
+    reordered = pieces(
+        b"".join(
+            b"event: task.updated\n" + e.replace(b"\nevent: task.updated", b"", 1) for e in events
+        )
+    )
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
+    datas = [raw.data for raw in SSEParser().feed(b"".join(events))]
+    sample = parse_event(datas[0])
+
+    def dechunk() -> None:
+        reader = ChunkedReader(Body(chunked))
+        while reader.read1(READ_SIZE):
+            pass
+
+    def parse(blocks: list[bytes]) -> Callable[[], None]:
+        def run() -> None:
+            parser = SSEParser()
+            for block in blocks:
+                parser.feed(block)
+
+        return run
+
+    def validate() -> None:
+        for data in datas:
+            parse_event(data)
+
+    registry = Registry()
+    handled: list[TaskEvent] = []
+
+    @registry.on("task.updated")
+    def handler(event: TaskEvent) -> None:
+        handled[:] = [event]
+
+    listener = Client("http://127.0.0.1:9", "as_bench_key").listen(registry=registry)
+    dispatch, complete = registry.dispatch, listener._complete_one
+    received = signals.event_received
+
+    def dispatch_and_bookkeeping() -> None:
+        for _ in range(n):
+            complete(sample, dispatch(sample, sender=listener, signal=received))
+
+    def parse_and_validate() -> None:
+        parser = SSEParser()
+        for block in canonical:
+            for raw in parser.feed(block):
+                parse_event(raw.data)
+
+    return {
+        "de-chunking (one HTTP chunk per event)": dechunk,
+        "SSE parsing (canonical blocks)": parse(canonical),
+        "SSE parsing (general path)": parse(reordered),
+        "validation (parse_event)": validate,
+        "dispatch + one-worker bookkeeping": dispatch_and_bookkeeping,
+        "SSE parsing + validation": parse_and_validate,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", "--number", type=int, default=100_000, help="events (100,000)")
+    parser.add_argument("--repeat", type=int, default=7, help="runs, best kept (7)")
+    args = parser.parse_args()
+    print(
+        f"Python {platform.python_version()}, pydantic {pydantic.VERSION}; "
+        f"{args.number:,} events, best of {args.repeat}\n"
+    )
+    print(f"{'stage':45s} {'µs/event':>9s}")
+    for name, run in stages(args.number).items():
+        best = min(timeit.repeat(run, number=1, repeat=args.repeat))
+        print(f"{name:45s} {best / args.number * 1e6:9.2f}")
+
+
+if __name__ == "__main__":
+    main()

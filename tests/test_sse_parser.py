@@ -413,6 +413,33 @@ def test_canonical_blocks_are_parsed_without_the_line_loop(
     assert parser.last_event_id == "4"
 
 
+def test_after_a_chunk_it_cannot_take_the_fast_path_pauses_then_resumes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A heartbeat among the blocks sends that chunk line by line, and the next
+    # two (so a stream full of such chunks does not pay for both paths); then
+    # canonical chunks take the fast path again.
+    parser = SSEParser()
+    lines_seen: list[int] = []
+    process = parser._process
+
+    def counting(lines: list[bytes], parsed: list[object]) -> None:
+        lines_seen[-1] += len(lines)
+        process(lines, parsed)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parser, "_process", counting)
+    got: list[object] = []
+    chunks = [b"id: 1\nevent: a\ndata: 1\n\n: ping\n\n"]
+    chunks += [b"id: %d\nevent: a\ndata: %d\n\n" % (n, n) for n in range(2, 6)]
+    for chunk in chunks:
+        lines_seen.append(0)
+        got.extend(parser.feed(chunk))
+    assert got == [E("a", "1", "1"), Comment("ping")] + [
+        E("a", str(n), str(n)) for n in range(2, 6)
+    ]
+    assert lines_seen == [6, 4, 4, 0, 0]
+
+
 def test_events_before_an_oversized_one_are_still_delivered() -> None:
     parser = SSEParser(max_event_size=100)
     got = parser.feed(b"data: ok\n\ndata: " + b"x" * 200 + b"\n\n")

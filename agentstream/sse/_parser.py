@@ -45,6 +45,12 @@ Parsed = Union[ServerSentEvent, Comment]
 # one regex call instead of line by line (see SSEParser._canonical_events).
 _CANONICAL_BLOCK = re.compile(r"id: ([^\n\x00]+)\nevent: ([^\n]+)\ndata: ([^\n]*)\n\n")
 _CANONICAL_FRAMING = len("id: \nevent: \ndata: \n\n")
+# After a chunk the regex path could not take (a comment among the blocks,
+# say), the next chunks go straight to the line path: 2, 4, ... up to this
+# many after consecutive misses, none once it succeeds again. A stream that
+# mixes in other blocks all the time would otherwise pay for both paths
+# (2.60 against 1.84 µs per event with a comment every 50 events).
+_MAX_FAST_PATH_PAUSE = 64
 
 
 class SSEParser(sseclient.SSEClient):
@@ -96,6 +102,8 @@ class SSEParser(sseclient.SSEClient):
         self._block_retry: Optional[int] = None
         self._types: dict[bytes, str] = {b"": "message"}
         self._block_start = True  # nothing of an unfinished block is buffered
+        self._fast_path_pause = 0  # chunks left before the regex path is tried again
+        self._fast_path_misses = 0  # consecutive chunks it could not take
         self._on_comment = on_comment
         self.failure: Optional[EventTooLargeError] = None
         """The error that ended parsing, once an event was too large."""
@@ -142,7 +150,10 @@ class SSEParser(sseclient.SSEClient):
                 self._feed_lines(chunk[:head_end], parsed)
                 chunk = chunk[head_end:]
             if chunk[:4] == b"id: ":
-                chunk = self._canonical_events(chunk, parsed)
+                if self._fast_path_pause:
+                    self._fast_path_pause -= 1
+                else:
+                    chunk = self._canonical_events(chunk, parsed)
             if chunk:
                 self._feed_lines(chunk, parsed)
         except EventTooLargeError as exc:
@@ -234,7 +245,10 @@ class SSEParser(sseclient.SSEClient):
             _CANONICAL_FRAMING * len(blocks) + sum(map(len, chain.from_iterable(blocks)))
             != len(text)
         ):
+            self._fast_path_misses += 1
+            self._fast_path_pause = min(1 << self._fast_path_misses, _MAX_FAST_PATH_PAUSE)
             return chunk
+        self._fast_path_misses = 0
         parsed.extend(starmap(ServerSentEvent, blocks))
         self.last_event_id = self._id_buffer = blocks[-1][0]
         return chunk[end:]

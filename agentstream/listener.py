@@ -333,18 +333,14 @@ class Listener:
         """
         assert self._stream is not None
         dispatch = self.registry.dispatch
-        parse_one = self._stream.parse_one
         complete = self._complete_one
         received = signals.event_received
         stopping = self._stopping
         try:
-            for batch in self._stream.source.batches():
-                for raw in batch:
-                    if stopping.is_set():
-                        return
-                    event = parse_one(raw)
-                    if event is not None:
-                        complete(event, dispatch(event, sender=self, signal=received))
+            for event in self._stream:
+                if stopping.is_set():
+                    return
+                complete(event, dispatch(event, sender=self, signal=received))
         except Exception as exc:
             self._fail(exc)
         finally:

@@ -346,6 +346,11 @@ stream_st = st.tuples(
 @settings(max_examples=500, deadline=None)
 @given(data=stream_st, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12))
 def test_matches_the_specification_for_any_chunking(data: bytes, cuts: list[int]) -> None:
+    assert_matches_the_specification(data, cuts)
+
+
+def assert_matches_the_specification(data: bytes, cuts: list[int]) -> None:
+    """Cut ``data`` at ``cuts`` (modulo its length), parse, compare with the oracle."""
     points = sorted({c % (len(data) + 1) for c in cuts})
     chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
     expected, expected_id = reference_parse(data)
@@ -379,13 +384,7 @@ canonical_run_st = st.lists(
 def test_runs_of_canonical_blocks_match_the_specification(
     data: bytes, tail: bytes, cuts: list[int]
 ) -> None:
-    data += tail
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
-    expected, expected_id = reference_parse(data)
-    got, parser = parse(chunks)
-    assert got == expected
-    assert parser.last_event_id == expected_id
+    assert_matches_the_specification(data + tail, cuts)
 
 
 def test_canonical_blocks_are_parsed_without_the_line_loop(

@@ -694,6 +694,10 @@ def _parse_slow(data: Union[str, bytes], typed_error: ValidationError) -> TaskEv
             raise InvalidEventError(
                 f"event data is not valid JSON: {json_error}", raw=text
             ) from None
+        except RecursionError:  # json.loads on arrays or objects nested thousands deep
+            raise InvalidEventError(
+                "event data is not valid JSON: nested too deeply", raw=text
+            ) from None
         raise _invalid_envelope(decoded, exc, text) from exc
     return _untyped(event, typed_error)
 

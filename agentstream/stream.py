@@ -202,11 +202,26 @@ class TaskEventStream:
         except InvalidEventError as exc:
             self._report_invalid(exc, raw.id)
             return None
+        except Exception as exc:
+            # A bug, or input nobody foresaw. Raised, it would end iteration
+            # for good (it runs in a generator); no one event may do that.
+            self._report_unexpected(exc, raw)
+            return None
         if event.sequence <= self._last_sequence:
             logger.debug("dropping duplicate event %s (sequence %d)", event.id, event.sequence)
             return None
         self._last_sequence = event.sequence
         return event
+
+    def _report_unexpected(self, exc: Exception, raw: ServerSentEvent) -> None:
+        """Report an event whose parsing raised something other than
+        :class:`InvalidEventError` (a bug, or input nobody foresaw) as invalid."""
+        logger.error("parsing event %s raised", raw.id, exc_info=exc)
+        error = InvalidEventError(
+            f"event could not be parsed: {type(exc).__name__}: {exc}", raw=raw.data
+        )
+        error.__cause__ = exc
+        self._report_invalid(error, raw.id)
 
     def _report_invalid(self, exc: InvalidEventError, sse_id: Optional[str]) -> None:
         logger.warning("skipping an event that cannot be parsed (id %s): %s", sse_id, exc)

@@ -793,6 +793,13 @@ def test_invalid_utf8_bytes() -> None:
     assert info.value.raw == '{"id": "evt_1", "type": "\ufffd"}'
 
 
+def test_json_nested_too_deeply_is_an_invalid_event_not_a_recursion_error() -> None:
+    # Found by review: json.loads raised RecursionError on the slow path.
+    with pytest.raises(InvalidEventError, match="nested too deeply") as info:
+        parse_event("[" * 100_000)
+    assert len(info.value.raw) == 100_000
+
+
 def test_from_dict_rejects_what_parse_event_rejects() -> None:
     with pytest.raises(InvalidEventError, match="not a JSON object"):
         TaskEvent.from_dict(["not", "a", "dict"])  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import agentstream.stream
 from agentstream import (
     AgentStreamError,
     Client,
@@ -18,6 +19,7 @@ from agentstream import (
     Registry,
     RetryPolicy,
     StreamOptions,
+    TaskEvent,
     TaskEventType,
 )
 from agentstream.stream import DEFAULT_STREAM_READ_TIMEOUT, read_timeout_for
@@ -170,6 +172,47 @@ def test_unparseable_event_is_reported_and_the_stream_goes_on(server: ScriptedSe
     assert [type(e) for e in reported] == [InvalidEventError, InvalidEventError]
     assert reported[0].raw == "{not json"
     assert "'id'" in str(reported[1])
+
+
+def test_an_event_nested_too_deeply_is_reported_and_the_stream_goes_on(
+    server: ScriptedServer,
+) -> None:
+    reported: list[InvalidEventError] = []
+    server.script(
+        "/task-events/stream",
+        stream_and_hold(
+            frame(envelope(1)), b"id: deep\ndata: " + b"[" * 100_000 + b"\n\n", frame(envelope(2))
+        ),
+    )
+    with client_for(server).stream_events(on_invalid=reported.append) as stream:
+        assert [next(stream).id for _ in range(2)] == ["evt_1", "evt_2"]
+    assert [str(e) for e in reported] == ["event data is not valid JSON: nested too deeply"]
+
+
+def test_an_unexpected_error_while_parsing_is_reported_and_the_stream_goes_on(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Iteration runs in one generator: an exception escaping it would end the
+    # stream for good, so a parsing bug must be reported like invalid input.
+    real_parse_event = agentstream.stream.parse_event
+
+    def parse_event(data: str) -> TaskEvent:
+        if '"sequence": 2' in data:
+            raise RuntimeError("a bug")
+        return real_parse_event(data)
+
+    monkeypatch.setattr(agentstream.stream, "parse_event", parse_event)
+    reported: list[InvalidEventError] = []
+    unknown = envelope(2, type="task.someday")  # not typed: takes the slow path
+    server.script(
+        "/task-events/stream",
+        stream_and_hold(frame(envelope(1)), frame(unknown), frame(envelope(3))),
+    )
+    with client_for(server).stream_events(on_invalid=reported.append) as stream:
+        assert [next(stream).id for _ in range(2)] == ["evt_1", "evt_3"]
+        assert not stream.closed
+    assert [str(e) for e in reported] == ["event could not be parsed: RuntimeError: a bug"]
+    assert isinstance(reported[0].__cause__, RuntimeError)
 
 
 def test_unknown_types_and_drifted_payloads_pass_through(server: ScriptedServer) -> None:

@@ -77,6 +77,9 @@ class DispatchResult:
     """The handlers that raised, with their exceptions."""
 
 
+_Route = tuple[tuple[Handler, ...], DispatchResult]
+
+
 class Registry:
     """An ordered set of event handlers.
 
@@ -89,9 +92,10 @@ class Registry:
     def __init__(self) -> None:
         self._registrations: list[_Registration] = []
         self._lock = threading.Lock()
-        # (event.type, task_id) -> handlers; the enum member or unknown-type string
-        # is the key, so no str() per event.
-        self._cache: dict[tuple[Any, Optional[str]], tuple[Handler, ...]] = {}
+        # (event.type, task_id) -> (handlers, the result of a dispatch where none
+        # fails); the enum member or unknown-type string is the key, so no str()
+        # per event.
+        self._routes: dict[tuple[Any, Optional[str]], _Route] = {}
 
     # -- registering --------------------------------------------------------
 
@@ -156,21 +160,21 @@ class Registry:
         patterns = tuple(p if p is _UNKNOWN else _pattern(p) for p in event_types)
         with self._lock:
             self._registrations.append(_Registration(handler, patterns, task_id))
-            self._cache.clear()
+            self._routes.clear()
 
     def remove(self, handler: Handler) -> bool:
         """Unregister every registration of ``handler``; True if there was one."""
         with self._lock:
             before = len(self._registrations)
             self._registrations = [r for r in self._registrations if r.handler != handler]
-            self._cache.clear()
+            self._routes.clear()
             return len(self._registrations) != before
 
     def clear(self) -> None:
         """Remove every handler."""
         with self._lock:
             self._registrations = []
-            self._cache.clear()
+            self._routes.clear()
 
     def __len__(self) -> int:
         return len(self._registrations)
@@ -179,9 +183,11 @@ class Registry:
 
     def handlers_for(self, event: TaskEvent) -> tuple[Handler, ...]:
         """The handlers an event goes to, in registration order."""
-        key = (event.type, event.task_id)
-        handlers = self._cache.get(key)
-        if handlers is None:
+        return self._route(event)[0]
+
+    def _route(self, event: TaskEvent) -> _Route:
+        route = self._routes.get((event.type, event.task_id))
+        if route is None:
             event_type = str(event.type)
             known = event_type in WIRE_TYPES
             with self._lock:
@@ -190,10 +196,11 @@ class Registry:
                     for r in self._registrations
                     if r.matches(event_type, known, event.task_id)
                 )
-                if len(self._cache) >= _CACHE_LIMIT:
-                    self._cache.clear()
-                self._cache[key] = handlers
-        return handlers
+                route = (handlers, DispatchResult(len(handlers), ()))
+                if len(self._routes) >= _CACHE_LIMIT:
+                    self._routes.clear()
+                self._routes[(event.type, event.task_id)] = route
+        return route
 
     def dispatch(
         self, event: TaskEvent, *, sender: Any = None, signal: Optional[Signal] = None
@@ -206,10 +213,8 @@ class Registry:
         returned; they never propagate.
         """
         errors: Optional[list[tuple[Handler, BaseException]]] = None
-        # The cache lookup of handlers_for, inlined: dispatch runs once per event.
-        handlers = self._cache.get((event.type, event.task_id))
-        if handlers is None:
-            handlers = self.handlers_for(event)
+        # _route()'s lookup first, inline: dispatch runs once per event.
+        handlers, ok = self._routes.get((event.type, event.task_id)) or self._route(event)
         for handler in handlers:
             try:
                 handler(event)
@@ -224,19 +229,8 @@ class Registry:
                 errors.append((receiver, error))
                 _report(sender if sender is not None else self, event, receiver, error)
         if errors is None:
-            return _OK_RESULTS.get(len(handlers)) or _ok(len(handlers))
+            return ok
         return DispatchResult(len(handlers), tuple(errors))
-
-
-_OK_RESULTS: dict[int, DispatchResult] = {}
-
-
-def _ok(handled: int) -> DispatchResult:
-    """The (shared, immutable) result of a dispatch where nothing failed."""
-    result = _OK_RESULTS.get(handled)
-    if result is None:
-        result = _OK_RESULTS[handled] = DispatchResult(handled, ())
-    return result
 
 
 def _report(sender: Any, event: TaskEvent, handler: Handler, exc: BaseException) -> None:

@@ -413,12 +413,9 @@ class Listener:
         if result.errors:
             self._failures += len(result.errors)
         self._last_event_at = time.time()
-        self._cursor = cursor = event.id
+        self._cursor = event.id
         self._saved_sequence = event.sequence
-        try:  # _save(), inlined: this runs once per event
-            self.cursor_store.save(self.name, cursor)
-        except Exception:
-            logger.exception("could not save the cursor of listener %r", self.name)
+        self._save(event.id)
         if self._waiting:
             with self._lock:
                 self._progress.notify_all()

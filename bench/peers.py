@@ -55,6 +55,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import wire
 from peer_clients import AGENTSTREAM, FLOORS, PARSERS, PEERS, STREAM_PATH, Spec
 from wire import (
     _ENVELOPE,
@@ -94,13 +95,7 @@ ABORT = struct.pack("ii", 1, 0)
 FLAT_MIB = 3.0
 """Most the peak RSS may grow from the 200,000 to the 1,000,000-event flood: "flat"."""
 DISTRIBUTIONS = (
-    "agentstream",
-    "requests",
-    "urllib3",
-    "sseclient-py",
-    "pydantic",
-    "pydantic-core",
-    "blinker",
+    *wire.DISTRIBUTIONS,
     "launchdarkly-eventsource",
     "requests-sse",
     "httpx",
@@ -675,6 +670,32 @@ class Report:
     def get(self, test: str, framing: str, key: str) -> Optional[Cell]:
         return self.run.cells.get((test, framing, key))
 
+    def row(self, label: str, test: str, key: str, render: Callable[[Cell], str]) -> list[str]:
+        """``label``, then for each framing ``render`` of the cell, or why there is none."""
+        row = [label]
+        for framing in self.framings:
+            cell = self.get(test, framing, key)
+            problem = failed(cell)
+            row.append(problem if problem is not None or cell is None else render(cell))
+        return row
+
+    def judge(
+        self, test: str, key: str, check: Callable[[Cell], tuple[bool, str]]
+    ) -> tuple[Optional[bool], str]:
+        """Whether ``check`` passes in every framing (None: a framing has no result),
+        and what it found, framing by framing."""
+        ok: Optional[bool] = True
+        found = []
+        for framing in self.framings:
+            cell = self.get(test, framing, key)
+            if cell is None or failed(cell):
+                ok = None
+                continue
+            passed, text = check(cell)
+            ok = ok and passed
+            found.append(f"{framing} {text}")
+        return ok, "; ".join(found)
+
     def rate(self, framing: str, key: str) -> Optional[float]:
         cell = self.get("flood", framing, key)
         if cell is None or failed(cell):
@@ -797,19 +818,13 @@ class Report:
 
     def trickle(self) -> list[str]:
         s = self.settings
-        rows = []
-        for spec in PARSERS:
-            row = [spec.label]
-            for framing in self.framings:
-                cell = self.get("trickle", framing, spec.key)
-                problem = failed(cell)
-                if problem or cell is None:
-                    row.append(problem or "not run")
-                    continue
-                pooled = [v for r in cell.results for v in r["latencies_ms"][TRICKLE_WARMUP:]]
-                p50, p99 = percentiles(pooled)
-                row.append(f"{fmt(p50, 2)} / {fmt(p99, 2)}")
-            rows.append(row)
+
+        def latencies(cell: Cell) -> str:
+            pooled = [v for r in cell.results for v in r["latencies_ms"][TRICKLE_WARMUP:]]
+            p50, p99 = percentiles(pooled)
+            return f"{fmt(p50, 2)} / {fmt(p99, 2)}"
+
+        rows = [self.row(spec.label, "trickle", spec.key, latencies) for spec in PARSERS]
         return [
             "",
             "## Trickle latency (ms, p50 / p99)",
@@ -827,17 +842,11 @@ class Report:
         ]
 
     def delay(self) -> list[str]:
-        rows = []
-        for spec in PARSERS:
-            row = [spec.label]
-            for framing in self.framings:
-                cell = self.get("delay", framing, spec.key)
-                problem = failed(cell)
-                if problem or cell is None:
-                    row.append(problem or "not run")
-                    continue
-                row.append(f"{fmt(cell.median('ms'))} ({fmt(max(cell.values('ms')))})")
-            rows.append(row)
+
+        def delay(cell: Cell) -> str:
+            return f"{fmt(cell.median('ms'))} ({fmt(max(cell.values('ms')))})"
+
+        rows = [self.row(spec.label, "delay", spec.key, delay) for spec in PARSERS]
         return [
             "",
             f"## Small-event delay (ms; median of {self.settings.rounds}, worst in brackets)",
@@ -917,18 +926,11 @@ class Report:
                 "",
                 *table(["client", *self.framings], rows),
             ]
-            rates = []
-            for spec in AGENTSTREAM:
-                row = [spec.label]
-                for framing in self.framings:
-                    cell = self.get("bigflood", framing, spec.key)
-                    problem = failed(cell)
-                    row.append(
-                        problem
-                        if problem or cell is None
-                        else f"{s.big_flood / cell.median('seconds'):,.0f}"
-                    )
-                rates.append(row)
+
+            def rate(cell: Cell) -> str:
+                return f"{s.big_flood / cell.median('seconds'):,.0f}"
+
+            rates = [self.row(spec.label, "bigflood", spec.key, rate) for spec in AGENTSTREAM]
             lines += ["", f"Their events/s on the {s.big_flood:,}-event flood:", ""]
             lines += table(["client", *self.framings], rates)
         return lines
@@ -937,18 +939,13 @@ class Report:
         s = self.settings
         if not s.big_bytes:
             return []
-        rows = []
-        for key in [*FLOORS, *(spec.key for spec in PARSERS)]:
-            row = [ALL_LABELS[key]]
-            for framing in self.framings:
-                cell = self.get("big", framing, key)
-                problem = failed(cell)
-                if problem or cell is None:
-                    row.append(problem or "not run")
-                    continue
-                once = " (1 run)" if len(cell.results) < s.rounds else ""
-                row.append(fmt(cell.median("seconds"), 3) + once)
-            rows.append(row)
+
+        def seconds(cell: Cell) -> str:
+            once = " (1 run)" if len(cell.results) < s.rounds else ""
+            return fmt(cell.median("seconds"), 3) + once
+
+        keys = [*FLOORS, *(spec.key for spec in PARSERS)]
+        rows = [self.row(ALL_LABELS[key], "big", key, seconds) for key in keys]
         return [
             "",
             f"## One {s.big_bytes / 1e6:.0f} MB event (s, median of {s.rounds})",
@@ -1056,37 +1053,27 @@ class Report:
                     f"peer, {ALL_LABELS[mine]}, {framing}: {rate:,.0f}/s = {ratio:.2f}× "
                     f"{ALL_LABELS[key]} ({best:,.0f}/s; {aim})"
                 )
+
+        def delay(cell: Cell) -> tuple[bool, str]:
+            median = cell.median("ms")
+            worst = max(cell.values("ms"))
+            return median <= TARGET_DELAY_MS, f"{median:.1f} (worst {worst:.1f})"
+
+        def trickle(cell: Cell) -> tuple[bool, str]:
+            pooled = [v for r in cell.results for v in r["latencies_ms"][TRICKLE_WARMUP:]]
+            _p50, p99 = percentiles(pooled)
+            return p99 <= TARGET_P99_MS, f"p99 {p99:.2f}"
+
         for spec in AGENTSTREAM:
-            worst: list[str] = []
-            ok: Optional[bool] = True
-            for framing in self.framings:
-                cell = self.get("delay", framing, spec.key)
-                if cell is None or failed(cell):
-                    ok = None
-                    continue
-                median = cell.median("ms")
-                ok = ok and median <= TARGET_DELAY_MS
-                worst.append(f"{framing} {median:.1f} (worst {max(cell.values('ms')):.1f})")
+            ok, found = self.judge("delay", spec.key, delay)
             lines.append(
                 f"- {verdict(ok)} small-event delay ≤ {TARGET_DELAY_MS:.0f} ms (median), "
-                f"{spec.label}: " + "; ".join(worst) + " ms"
+                f"{spec.label}: {found} ms"
             )
         for spec in AGENTSTREAM:
-            got: list[str] = []
-            ok = True
-            for framing in self.framings:
-                cell = self.get("trickle", framing, spec.key)
-                if cell is None or failed(cell):
-                    ok = None
-                    continue
-                pooled = [v for r in cell.results for v in r["latencies_ms"][TRICKLE_WARMUP:]]
-                _p50, p99 = percentiles(pooled)
-                ok = ok and p99 <= TARGET_P99_MS
-                got.append(f"{framing} p99 {p99:.2f}")
+            ok, found = self.judge("trickle", spec.key, trickle)
             lines.append(
-                f"- {verdict(ok)} trickle p99 ≤ {TARGET_P99_MS:.0f} ms, {spec.label}: "
-                + "; ".join(got)
-                + " ms"
+                f"- {verdict(ok)} trickle p99 ≤ {TARGET_P99_MS:.0f} ms, {spec.label}: {found} ms"
             )
         for spec in AGENTSTREAM:
             got = []
@@ -1116,43 +1103,37 @@ class Report:
                 f"{self.settings.events:,} flood{flat}, {spec.label}: " + "; ".join(got) + " MiB"
             )
         if self.settings.big_bytes:
+
+            def big(cell: Cell) -> tuple[bool, str]:
+                seconds = cell.median("seconds")
+                return seconds < TARGET_BIG_S, f"{seconds:.3f}"
+
             for spec in AGENTSTREAM:
-                got = []
-                ok = True
-                for framing in self.framings:
-                    cell = self.get("big", framing, spec.key)
-                    if cell is None or failed(cell):
-                        ok = None
-                        continue
-                    seconds = cell.median("seconds")
-                    ok = ok and seconds < TARGET_BIG_S
-                    got.append(f"{framing} {seconds:.3f}")
+                ok, found = self.judge("big", spec.key, big)
                 lines.append(
                     f"- {verdict(ok)} {self.settings.big_bytes / 1e6:.0f} MB event < "
-                    f"{TARGET_BIG_S} s, {spec.label}: " + "; ".join(got) + " s"
+                    f"{TARGET_BIG_S} s, {spec.label}: {found} s"
                 )
         if self.settings.resume_events:
             bound = RETRY_MS + TARGET_RESUME_SLACK_MS
+
+            def resume(cell: Cell) -> tuple[bool, str]:
+                gaps = [g for r in cell.results for g in r["gaps_ms"]]
+                lost = sum(r["lost"] for r in cell.results)
+                duplicated = sum(r["duplicated"] for r in cell.results)
+                worst_gap = max(gaps) if gaps else math.inf
+                passed = worst_gap <= bound and lost == 0 and duplicated == 0
+                text = (
+                    f"max {worst_gap:.1f} ms over {len(gaps)} cuts, "
+                    f"lost {lost}, duplicated {duplicated}"
+                )
+                return passed, text
+
             for spec in AGENTSTREAM:
-                got = []
-                ok = True
-                for framing in self.framings:
-                    cell = self.get("resume", framing, spec.key)
-                    if cell is None or failed(cell):
-                        ok = None
-                        continue
-                    gaps = [g for r in cell.results for g in r["gaps_ms"]]
-                    lost = sum(r["lost"] for r in cell.results)
-                    duplicated = sum(r["duplicated"] for r in cell.results)
-                    worst_gap = max(gaps) if gaps else math.inf
-                    ok = ok and worst_gap <= bound and lost == 0 and duplicated == 0
-                    got.append(
-                        f"{framing} max {worst_gap:.1f} ms over {len(gaps)} cuts, "
-                        f"lost {lost}, duplicated {duplicated}"
-                    )
+                ok, found = self.judge("resume", spec.key, resume)
                 lines.append(
                     f"- {verdict(ok)} resume ≤ retry delay + {TARGET_RESUME_SLACK_MS:.0f} ms "
-                    f"(≤ {bound:.0f} ms), 0 lost, 0 duplicated, {spec.label}: " + "; ".join(got)
+                    f"(≤ {bound:.0f} ms), 0 lost, 0 duplicated, {spec.label}: {found}"
                 )
         return lines
 

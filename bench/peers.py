@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
-import importlib.metadata
 import json
 import math
 import multiprocessing
@@ -70,6 +69,7 @@ from wire import (
     event_id,
     frame,
     response_head,
+    version,
 )
 
 from agentstream import parse_event
@@ -1151,13 +1151,6 @@ class Report:
 def event_bytes() -> float:
     sizes = [len(build_event(seq)) for seq in (1, 1000, 100_000, 200_000)]
     return sum(sizes) / len(sizes)
-
-
-def version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def source_state() -> str:

@@ -777,7 +777,7 @@ def report(
         f"- command: `{settings.command}`",
         f"- machine: {platform.platform()}, {multiprocessing.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
-        "- versions: " + ", ".join(f"{name} {_version(name)}" for name in DISTRIBUTIONS),
+        "- versions: " + ", ".join(f"{name} {version(name)}" for name in DISTRIBUTIONS),
         f"- payload: {settings.events:,} `task.updated` events, {event_bytes:.0f} bytes each "
         f"on average (MB/s counts these SSE bytes, 1 MB = 10^6 bytes)",
         f"- {settings.rounds} round(s), clients and framings interleaved, each measurement in "
@@ -888,11 +888,12 @@ def verdict(
     return lines
 
 
-def _version(distribution: str) -> str:
+def version(distribution: str) -> str:
+    """The installed version of ``distribution``, or "not installed"."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
-        return "?"
+        return "not installed"
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> Settings:

@@ -57,7 +57,6 @@ from typing import Any, Callable, Optional
 import wire
 from peer_clients import AGENTSTREAM, FLOORS, PARSERS, PEERS, STREAM_PATH, Spec
 from wire import (
-    _ENVELOPE,
     CHUNK_SIZE,
     FRAMINGS,
     LAST_CHUNK,
@@ -66,6 +65,7 @@ from wire import (
     build_event,
     check_envelopes,
     chunk,
+    envelope_data,
     event_id,
     frame,
     response_head,
@@ -114,34 +114,22 @@ TARGET_RESUME_SLACK_MS = 20.0
 # -- the payload ------------------------------------------------------------------
 
 
-def envelope_event(seq: int, summary: str) -> bytes:
-    """Event ``seq``: the flood's envelope with ``data.summary`` replaced.
-
-    Valid for agentstream's and AgentRail's models alike (checked at start-up).
-    """
-    envelope = {**_ENVELOPE, "id": event_id(seq), "sequence": seq}
-    envelope["data"] = {**_ENVELOPE["data"], "summary": summary}
-    data = json.dumps(envelope, separators=(",", ":"))
-    return f"id: {event_id(seq)}\nevent: task.updated\ndata: {data}\n\n".encode()
-
-
 def timed_event(seq: int) -> bytes:
     """Event ``seq`` carrying the server's ``time.time()`` (now) in ``data.summary``."""
-    return envelope_event(seq, f"{time.time():.6f}")
+    return build_event(seq, f"{time.time():.6f}")
+
+
+def big_summary_length(size: int) -> int:
+    """The ``data.summary`` length that makes the big event's ``data`` line ``size`` bytes
+    (the summary is ASCII with nothing to escape: one byte per character)."""
+    return size - len(envelope_data(1, ""))
 
 
 def big_event(size: int) -> bytes:
     """One event whose ``data`` line holds ``size`` bytes of JSON (a long summary)."""
-    empty = len(envelope_event(1, "")) - len("id: \nevent: task.updated\ndata: \n\n")
-    empty -= len(event_id(1))
-    text = "The agent's full transcript, line after line. " * (size // 46 + 1)
-    return envelope_event(1, text[: size - empty])
-
-
-def big_summary_length(size: int) -> int:
-    event = big_event(size)
-    data = event.split(b"\ndata: ", 1)[1].rstrip(b"\n")
-    return len(json.loads(data)["data"]["summary"])
+    length = big_summary_length(size)
+    text = "The agent's full transcript, line after line. " * (length // 46 + 1)
+    return build_event(1, text[:length])
 
 
 def event_template() -> bytes:
@@ -186,7 +174,7 @@ def check_payloads(settings: Settings) -> None:
         build_event(1),
         build_event(settings.events),
         timed_event(3),
-        envelope_event(4, "cut-at 1.5"),
+        build_event(4, "cut-at 1.5"),
         big_event(10_000),
     ]
     adapter: Any = None
@@ -317,7 +305,7 @@ class PeerHandler(StreamHandler):
         events = self.server.resume_events[after:end]
         cut_at = self.server.cuts.get(token) if after else None
         if cut_at is not None:
-            events[0] = envelope_event(after + 1, f"cut-at {cut_at:.6f}")
+            events[0] = build_event(after + 1, f"cut-at {cut_at:.6f}")
         body = frame([f"retry: {RETRY_MS}\n\n".encode(), *events], framing)
         sock = self.request
         sock.sendall(response_head(framing))

@@ -121,19 +121,24 @@ def event_id(seq: int) -> str:
     return f"evt_{seq:016x}_3f9c1e"
 
 
-def envelope_data(seq: int) -> str:
-    """The ``data`` of event number ``seq``: a compact, valid ``task.updated`` envelope.
+def envelope_data(seq: int, summary: Optional[str] = None) -> str:
+    """The ``data`` of event number ``seq``: a compact, valid ``task.updated`` envelope,
+    with ``data.summary`` replaced by ``summary`` if given.
 
     ``sequence`` is ``seq``, so it strictly increases (the typed stream drops an
     event whose sequence is not above the last one it delivered).
     """
     envelope = {**_ENVELOPE, "id": event_id(seq), "sequence": seq}
+    if summary is not None:
+        envelope["data"] = {**_ENVELOPE["data"], "summary": summary}
     return json.dumps(envelope, separators=(",", ":"))
 
 
-def build_event(seq: int) -> bytes:
-    """Event number ``seq`` (from 1) as the server sends it: ``id``, ``event``, one ``data``."""
-    return f"id: {event_id(seq)}\nevent: task.updated\ndata: {envelope_data(seq)}\n\n".encode()
+def build_event(seq: int, summary: Optional[str] = None) -> bytes:
+    """Event number ``seq`` (from 1) as the server sends it: ``id``, ``event``, one ``data``
+    (see :func:`envelope_data` for ``summary``)."""
+    data = envelope_data(seq, summary)
+    return f"id: {event_id(seq)}\nevent: task.updated\ndata: {data}\n\n".encode()
 
 
 def build_events(n: int) -> list[bytes]:

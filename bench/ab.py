@@ -18,7 +18,6 @@ only.
 
 import argparse
 import json
-import multiprocessing
 import os
 import statistics
 import subprocess
@@ -32,8 +31,10 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import peers  # noqa: E402  (bench/ is not a package)
+import wire  # noqa: E402
+from peer_clients import AGENTSTREAM  # noqa: E402
 
-AGENTSTREAM_KEYS = ("as-sse", "as-typed", "as-listener")
+AGENTSTREAM_KEYS = frozenset(spec.key for spec in AGENTSTREAM)
 
 
 def flood(repo: Path, key: str, url: str, n: int) -> float:
@@ -58,7 +59,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="HEAD", help="the 'before' revision (HEAD)")
     parser.add_argument("--clients", default="as-typed,as-listener", help="comma-separated keys")
-    parser.add_argument("--framing", default="chunked", choices=["chunked", "per-event", "close"])
+    parser.add_argument("--framing", default="chunked", choices=wire.FRAMINGS)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
@@ -70,26 +71,18 @@ def main(argv: Optional[list[str]] = None) -> None:
             check=True,
         )
         try:
-            rows: list[tuple[str, Path]] = []
+            rows: list[tuple[str, str, Path]] = []  # (label, client key, checkout)
             for key in args.clients.split(","):
-                rows.append((f"{key} (working tree)", ROOT))
+                rows.append((f"{key} (working tree)", key, ROOT))
                 if key in AGENTSTREAM_KEYS:
-                    rows.append((f"{key} ({args.base})", before))
-            context = multiprocessing.get_context("fork")
-            ours, theirs = context.Pipe()
+                    rows.append((f"{key} ({args.base})", key, before))
             config = peers.ServerConfig([args.framing], args.events, 0, 0)
-            server = context.Process(target=peers.serve, args=(theirs, config), daemon=True)
-            server.start()
-            url = f"http://127.0.0.1:{ours.recv()}/flood/{args.framing}/{args.events}"
-            rates: dict[str, list[float]] = {label: [] for label, _ in rows}
-            try:
+            rates: dict[str, list[float]] = {label: [] for label, _, _ in rows}
+            with wire.server_process(peers.serve, config) as port:
+                url = f"http://127.0.0.1:{port}/flood/{args.framing}/{args.events}"
                 for _ in range(args.rounds):
-                    for label, repo in rows:
-                        key = label.split(" ")[0]
+                    for label, key, repo in rows:
                         rates[label].append(flood(repo, key, url, args.events))
-            finally:
-                ours.send("stop")
-                server.join(10)
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=True
@@ -99,7 +92,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     print("| client | events/s | × first row | rounds (k/s) |")
     print("|---|---:|---:|---|")
     first = statistics.median(rates[rows[0][0]])
-    for label, _ in rows:
+    for label, _, _ in rows:
         median = statistics.median(rates[label])
         each = ", ".join(f"{rate / 1000:.0f}" for rate in rates[label])
         print(f"| {label} | {median:,.0f} | {median / first:.2f} | {each} |")

@@ -29,7 +29,6 @@ What runs:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -45,7 +44,6 @@ import struct
 import subprocess
 import sys
 import termios
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +67,8 @@ from wire import (
     event_id,
     frame,
     response_head,
+    serve_until_stopped,
+    server_process,
     version,
 )
 
@@ -338,12 +338,7 @@ def wait_acknowledged(sock: socket.socket, timeout: float = 10.0) -> None:
 def serve(conn: Connection, config: ServerConfig) -> None:
     """Server process: build the bodies, send back the port, serve until told to stop."""
     with PeerServer(config) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        conn.send(server.server_address[1])
-        with contextlib.suppress(EOFError):  # the parent's end closing also means stop
-            conn.recv()
-        server.shutdown()
+        serve_until_stopped(server, conn)
 
 
 # -- running the clients ------------------------------------------------------------
@@ -1235,32 +1230,24 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     settings = parse_args(argv)
     check_payloads(settings)
     started = time.perf_counter()
-    context = multiprocessing.get_context("fork")
-    parent_end, server_end = context.Pipe()
     config = ServerConfig(
         settings.framings, settings.events, settings.resume_events, settings.big_bytes
     )
-    server = context.Process(target=serve, args=(server_end, config), daemon=True)
-    server.start()
     progress(f"building {settings.events:,} events in the server process...")
     launcher = Launcher()
     try:
-        port = parent_end.recv()
-        run = Run(settings, f"http://127.0.0.1:{port}", unavailable(), launcher)
-        for key, reason in run.skip.items():
-            progress(f"{key}: not run: {reason}")
-        run_floods(run)
-        run_big_floods(run)
-        run_delays(run)
-        run_trickles(run)
-        run_bigs(run)
-        run_resumes(run)
+        with server_process(serve, config) as port:
+            run = Run(settings, f"http://127.0.0.1:{port}", unavailable(), launcher)
+            for key, reason in run.skip.items():
+                progress(f"{key}: not run: {reason}")
+            run_floods(run)
+            run_big_floods(run)
+            run_delays(run)
+            run_trickles(run)
+            run_bigs(run)
+            run_resumes(run)
     finally:
         launcher.close()
-        parent_end.send("stop")
-        server.join(10)
-        if server.is_alive():
-            server.terminate()
     text = Report(run, time.perf_counter() - started).text()
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

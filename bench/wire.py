@@ -60,7 +60,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection
@@ -342,12 +342,35 @@ def serve(conn: Connection, framings: Sequence[str], sizes: Sequence[int]) -> No
     bodies = {(f, n): frame(events[:n], f) for f in framings for n in set(sizes)}
     del events
     with BenchServer(bodies) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        conn.send(server.server_address[1])
-        with contextlib.suppress(EOFError):  # the parent's end closing also means stop
-            conn.recv()
-        server.shutdown()
+        serve_until_stopped(server, conn)
+
+
+def serve_until_stopped(server: socketserver.TCPServer, conn: Connection) -> None:
+    """In a server process: serve on a thread, send the port back over ``conn``, and
+    return once the parent says stop (or its end of ``conn`` closes)."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    conn.send(server.server_address[1])
+    with contextlib.suppress(EOFError):  # the parent's end closing also means stop
+        conn.recv()
+    server.shutdown()
+
+
+@contextlib.contextmanager
+def server_process(target: Callable[..., None], *args: Any) -> Iterator[int]:
+    """Run ``target(conn, *args)`` (a ``serve`` function) in its own process; yield the
+    port it sends back; tell it to stop on exit (terminated if it does not within 10 s)."""
+    context = multiprocessing.get_context("fork")
+    parent_end, server_end = context.Pipe()
+    server = context.Process(target=target, args=(server_end, *args), daemon=True)
+    server.start()
+    try:
+        yield parent_end.recv()
+    finally:
+        parent_end.send("stop")
+        server.join(10)
+        if server.is_alive():
+            server.terminate()
 
 
 # -- the clients ----------------------------------------------------------------
@@ -932,22 +955,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     settings = parse_args(argv)
     check_envelopes()
     started = time.perf_counter()
-    context = multiprocessing.get_context()
-    parent_end, server_end = context.Pipe()
     sizes = sorted({settings.events, settings.readme_events})
-    server = context.Process(target=serve, args=(server_end, settings.framings, sizes))
-    server.start()
     progress(f"building {settings.events:,} events in the server process...")
-    try:
-        port = parent_end.recv()
+    with server_process(serve, settings.framings, sizes) as port:
         base = f"http://127.0.0.1:{port}"
         results = run_throughput(base, settings)
         delays = run_delays(base, settings)
-    finally:
-        parent_end.send("stop")
-        server.join(10)
-        if server.is_alive():
-            server.terminate()
     payload = sum(len(build_event(seq)) for seq in range(1, settings.events + 1))
     event_bytes = payload / settings.events
     text = report(settings, results, delays, event_bytes, time.perf_counter() - started)

@@ -11,6 +11,8 @@ from typing import Any
 
 from agentstream.server import ReferenceServer
 
+from .child_output import read_line
+
 
 def run(*args: str, env: Any = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -106,10 +108,10 @@ def test_tail_resumes_after_a_dropped_connection() -> None:
             # tail starts at the live end: wait until it is connected
             assert server.app.wait_open_streams(1, timeout=10), "tail never connected"
             first = server.store.publish("message.chunk", "before the drop", task["id"])
-            assert json.loads(tail.stdout.readline())["id"] == first["id"]
+            assert json.loads(read_line(tail.stdout, timeout=10))["id"] == first["id"]
             server.drop_streams()
             second = server.store.publish("message.chunk", "after the drop", task["id"])
-            assert json.loads(tail.stdout.readline())["id"] == second["id"]
+            assert json.loads(read_line(tail.stdout, timeout=10))["id"] == second["id"]
         finally:
             tail.terminate()
             tail.communicate(timeout=10)

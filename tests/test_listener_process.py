@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from agentstream.server import ReferenceServer
+
+from .child_output import read_line
 
 CHILD = Path(__file__).with_name("listener_child.py")
 
@@ -35,15 +35,6 @@ def start_child(server: ReferenceServer, tmp: Path, *extra: str) -> subprocess.P
     assert child.stdout is not None
     assert read_line(child.stdout, timeout=20) == "ready"
     return child
-
-
-def read_line(stream: IO[str], timeout: float) -> str:
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(stream.readline().strip()), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    assert lines, f"no line within {timeout}s"
-    return lines[0]
 
 
 def wait_handled(child: subprocess.Popen[str], count: int, timeout: float = 20) -> None:

@@ -201,6 +201,12 @@ class ScriptedServer:
                 sock.close()
 
 
+def never_answers(conn: Conn) -> None:
+    """A script that takes the request and never sends a status line (until the
+    client closes, or 10 s)."""
+    conn.wait_closed_by_client(10)
+
+
 def _not_found(conn: Conn) -> None:
     conn.respond(404, b'{"error": {"code": "not_found", "message": "no script"}}')
 

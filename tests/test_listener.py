@@ -27,6 +27,8 @@ from agentstream import (
 from agentstream.server import ReferenceServer
 from agentstream.testing import EventRecorder, listening
 
+from .scripted_server import ScriptedServer, never_answers
+
 
 def publish_chunks(server: ReferenceServer, count: int, task_id: str) -> list[dict[str, Any]]:
     return [server.store.publish("message.chunk", f"part {n}", task_id) for n in range(count)]
@@ -182,16 +184,14 @@ def test_a_handler_can_stop_its_own_listener(
     # neither join nor leave reading.
     registry = Registry()
     handled: list[str] = []
-    holder: list[Any] = []
 
     @registry.on("message.chunk")
     def stop_after_first(event: TaskEvent) -> None:
         handled.append(str(event.data))
-        holder[0].stop()
+        listener.stop()  # the listener below: assigned before any event comes
 
     task_id = new_task(agentstream_server)
     listener = agentstream_client.listen(registry=registry, workers=workers)
-    holder.append(listener)
     with listening(agentstream_client, Registry()) as witness:
         listener.start()
         assert agentstream_server.app.wait_open_streams(2, timeout=5)
@@ -489,18 +489,14 @@ def test_listening_again_on_the_same_client_resumes(
 
 
 @pytest.mark.usefixtures("no_thread_leak")
-def test_stop_is_prompt_while_the_server_has_not_answered_yet() -> None:
-    from .scripted_server import ScriptedServer
-
-    silent = ScriptedServer()
-    silent.script("/task-events/stream", lambda conn: conn.wait_closed_by_client(10))
-    client = Client(silent.url(""), "k")
+def test_stop_is_prompt_while_the_server_has_not_answered_yet(server: ScriptedServer) -> None:
+    server.script("/task-events/stream", never_answers)
+    client = Client(server.url(""), "k")
     try:
         listener = client.listen(StreamOptions(heartbeat_seconds=30), registry=Registry()).start()
-        silent.wait_for_requests(1)
+        server.wait_for_requests(1)
         started = time.monotonic()
         assert listener.stop(timeout=2.0)
         assert time.monotonic() - started < 1.0
     finally:
         client.close()
-        silent.stop()

@@ -121,9 +121,8 @@ def test_event_types_stay_right_past_the_type_cache_limit() -> None:
 
 def test_comments_go_to_on_comment_in_order_and_feed_returns_events() -> None:
     seen: list[object] = []
-    parser = SSEParser(on_comment=lambda comment: seen.append(comment))
+    parser = SSEParser(on_comment=seen.append)
     events = parser.feed(b": one\ndata: a\n\n:two\ndata: b\n\n")
-    seen.extend(events)
     assert [e.data for e in events] == ["a", "b"]
     assert seen[:2] == [Comment("one"), Comment("two")]
     assert SSEParser().feed(b": one\ndata: a\n\n") == [Comment("one"), ServerSentEvent(data="a")]

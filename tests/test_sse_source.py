@@ -41,7 +41,7 @@ from agentstream.sse import (
 )
 from agentstream.sse._source import _URLLIB3_READ1
 
-from .scripted_server import Conn, ScriptedServer, sse
+from .scripted_server import Conn, ScriptedServer, never_answers, sse
 
 FAST = RetryPolicy(initial_delay=0.005, max_delay=0.02)
 
@@ -662,10 +662,6 @@ def test_any_event_id_can_be_resumed_from(
     assert second.query["cursor"] == event_id
     sent = second.headers.get("last-event-id")
     assert (sent.encode("latin-1") if sent is not None else None) == header
-
-
-def never_answers(conn: Conn) -> None:
-    conn.wait_closed_by_client(10)  # took the request; no status line, ever
 
 
 @pytest.mark.usefixtures("no_thread_leak")

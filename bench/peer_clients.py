@@ -246,8 +246,7 @@ class Spec:
     """Delivers validated models (``event.sequence``), not dicts (``event["sequence"]``)."""
     reconnects: bool
     """Reconnects and resumes by itself after a cut (simply enough to be in the resume test)."""
-    agentstream: bool = False
-    distribution: str = ""
+    distribution: str
     """The package to check for and report the version of."""
 
 
@@ -308,7 +307,6 @@ AGENTSTREAM = (
         agentstream_sse,
         typed=False,
         reconnects=True,
-        agentstream=True,
         distribution="agentstream",
     ),
     Spec(
@@ -317,7 +315,6 @@ AGENTSTREAM = (
         agentstream_typed,
         typed=True,
         reconnects=True,
-        agentstream=True,
         distribution="agentstream",
     ),
     Spec(
@@ -326,7 +323,6 @@ AGENTSTREAM = (
         agentstream_listener,
         typed=True,
         reconnects=True,
-        agentstream=True,
         distribution="agentstream",
     ),
 )

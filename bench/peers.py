@@ -66,6 +66,7 @@ from wire import (
     envelope_data,
     event_id,
     frame,
+    progress,
     response_head,
     serve_until_stopped,
     server_process,
@@ -501,10 +502,6 @@ def percentiles(values: Sequence[float]) -> tuple[float, float]:
     return rank(50), rank(99)
 
 
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # -- the phases ---------------------------------------------------------------------
 
 
@@ -608,9 +605,7 @@ def run_resumes(run: Run) -> None:
 ALL_LABELS = {**FLOORS, **{spec.key: spec.label for spec in PARSERS}}
 
 RETRY_IN_FORCE = {
-    "as-sse": f"0 to {RETRY_MS} ms: `retry: {RETRY_MS}`, full jitter",
-    "as-typed": f"0 to {RETRY_MS} ms: `retry: {RETRY_MS}`, full jitter",
-    "as-listener": f"0 to {RETRY_MS} ms: `retry: {RETRY_MS}`, full jitter",
+    **{spec.key: f"0 to {RETRY_MS} ms: `retry: {RETRY_MS}`, full jitter" for spec in AGENTSTREAM},
     "launchdarkly": f"{RETRY_MS} ms: `initial_retry_delay` (ignores `retry:`)",
     "requests-sse": f"{2 * RETRY_MS} ms: `retry: {RETRY_MS}`, doubled",
 }

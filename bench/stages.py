@@ -5,8 +5,9 @@ Run from the repository root::
     .venv/bin/python bench/stages.py              # 100,000 events, best of 7
     .venv/bin/python bench/stages.py -n 20000     # quicker
 
-The input is ``bench/peers.py``'s flood (valid ``task.updated`` envelopes of
-about 612 bytes in canonical ``id:``/``event:``/``data:`` blocks), pre-built
+The input is the flood of ``bench/peers.py`` (``bench/wire.py``'s events: valid
+``task.updated`` envelopes of about 612 bytes in canonical
+``id:``/``event:``/``data:`` blocks), pre-built
 and cut into 64 KiB pieces, as ``EventSource`` reads it. Each row times one
 stage alone over all the events and gives microseconds per event (the best
 of ``--repeat`` runs); the last rows chain the stages the way the typed
@@ -26,6 +27,7 @@ Rows:
 """
 
 import argparse
+import io
 import platform
 import sys
 import timeit
@@ -36,27 +38,14 @@ import pydantic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import peers
+import wire
 
 from agentstream import Client, Registry, signals
 from agentstream.models import TaskEvent, parse_event
 from agentstream.sse import SSEParser
 from agentstream.sse._chunked import ChunkedReader
 
-READ_SIZE = 65536
-
-
-class Body:
-    """A buffered reader over bytes: ``read1`` returns up to ``size`` of them."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def read1(self, size: int = READ_SIZE) -> bytes:
-        piece = self._data[self._pos : self._pos + size]
-        self._pos += size
-        return piece
+READ_SIZE = wire.READ_CHUNK
 
 
 def pieces(stream: bytes) -> list[bytes]:
@@ -64,7 +53,7 @@ def pieces(stream: bytes) -> list[bytes]:
 
 
 def stages(n: int) -> dict[str, Callable[[], object]]:
-    events = [peers.build_event(seq) for seq in range(1, n + 1)]
+    events = wire.build_events(n)
     canonical = pieces(b"".join(events))
     # The same blocks with the type line first: the parser's general path.
     reordered = pieces(
@@ -72,12 +61,12 @@ def stages(n: int) -> dict[str, Callable[[], object]]:
             b"event: task.updated\n" + e.replace(b"\nevent: task.updated", b"", 1) for e in events
         )
     )
-    chunked = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
+    chunked = wire.frame(events, "per-event")
     datas = [raw.data for raw in SSEParser().feed(b"".join(events))]
     sample = parse_event(datas[0])
 
     def dechunk() -> None:
-        reader = ChunkedReader(Body(chunked))
+        reader = ChunkedReader(io.BytesIO(chunked))
         while reader.read1(READ_SIZE):
             pass
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import resource
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -32,7 +31,7 @@ READ_CHUNK = 64 * 1024
 RESUME_RETRY_S = 0.05
 """launchdarkly-eventsource ignores ``retry:`` (its sync reader drops it): told the same."""
 LISTENER_WAIT = 300.0
-"""Seconds a Listener waits for its stop signal before giving up."""
+"""Seconds a Listener client waits for its listener to end before giving up."""
 
 OnEvent = Callable[[Any], bool]
 """Called with each delivered event (a dict or a model); returns True to stop."""
@@ -207,12 +206,11 @@ def agentstream_listener() -> Run:
 
     def run(base: str, on_event: OnEvent, resume: bool) -> None:
         registry = Registry()
-        done = threading.Event()
 
         @registry.on("task.updated")
         def handle(event: Any) -> None:
             if on_event(event):
-                done.set()
+                listener.stop()  # from its own thread: no event after this one is handled
 
         if resume:
             signals.retrying.connect(retrying, weak=False)
@@ -220,11 +218,10 @@ def agentstream_listener() -> Run:
             listener = client.listen(registry=registry)
             listener.start()
             try:
-                deadline = time.monotonic() + LISTENER_WAIT
-                # The stream ends by itself when the server answers a resume with 204.
-                while not done.wait(0.1) and listener.running:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"listener timed out: {listener!r}")
+                # Ends when the handler stops it, or by itself when the server
+                # answers a resume with 204.
+                if not listener.join(LISTENER_WAIT):
+                    raise RuntimeError(f"listener timed out: {listener!r}")
             finally:
                 stopped = listener.stop(timeout=10)
         if not stopped or listener.error is not None or listener.stats.invalid_events:

@@ -418,6 +418,14 @@ class Cell:
     def median(self, name: str) -> float:
         return statistics.median(self.values(name))
 
+    def pooled(self, name: str, skip: int = 0) -> list[float]:
+        """The lists under ``name`` of every round, each past its first ``skip``, joined."""
+        return [value for result in self.results for value in result[name][skip:]]
+
+    def total(self, name: str) -> int:
+        """The counts under ``name``, summed over the rounds."""
+        return sum(int(result[name]) for result in self.results)
+
 
 Key = tuple[str, str, str]
 """(test, framing, client key)."""
@@ -798,7 +806,7 @@ class Report:
         s = self.settings
 
         def latencies(cell: Cell) -> str:
-            pooled = [v for r in cell.results for v in r["latencies_ms"][TRICKLE_WARMUP:]]
+            pooled = cell.pooled("latencies_ms", TRICKLE_WARMUP)
             p50, p99 = percentiles(pooled)
             return f"{fmt(p50, 2)} / {fmt(p99, 2)}"
 
@@ -951,9 +959,9 @@ class Report:
                 if problem or cell is None:
                     rows.append([spec.label, framing, problem or "not run", "", "", "", "", ""])
                     continue
-                gaps = [g for r in cell.results for g in r["gaps_ms"]]
-                lost = sum(r["lost"] for r in cell.results)
-                duplicated = sum(r["duplicated"] for r in cell.results)
+                gaps = cell.pooled("gaps_ms")
+                lost = cell.total("lost")
+                duplicated = cell.total("duplicated")
                 drawn = [d for r in cell.results for d in r["retry_delays_ms"]]
                 in_force = RETRY_IN_FORCE[spec.key]
                 if drawn:
@@ -1038,7 +1046,7 @@ class Report:
             return median <= TARGET_DELAY_MS, f"{median:.1f} (worst {worst:.1f})"
 
         def trickle(cell: Cell) -> tuple[bool, str]:
-            pooled = [v for r in cell.results for v in r["latencies_ms"][TRICKLE_WARMUP:]]
+            pooled = cell.pooled("latencies_ms", TRICKLE_WARMUP)
             _p50, p99 = percentiles(pooled)
             return p99 <= TARGET_P99_MS, f"p99 {p99:.2f}"
 
@@ -1096,9 +1104,9 @@ class Report:
             bound = RETRY_MS + TARGET_RESUME_SLACK_MS
 
             def resume(cell: Cell) -> tuple[bool, str]:
-                gaps = [g for r in cell.results for g in r["gaps_ms"]]
-                lost = sum(r["lost"] for r in cell.results)
-                duplicated = sum(r["duplicated"] for r in cell.results)
+                gaps = cell.pooled("gaps_ms")
+                lost = cell.total("lost")
+                duplicated = cell.total("duplicated")
                 worst_gap = max(gaps) if gaps else math.inf
                 passed = worst_gap <= bound and lost == 0 and duplicated == 0
                 text = (

@@ -63,6 +63,7 @@ from wire import (
     build_event,
     check_envelopes,
     chunk,
+    data_of,
     envelope_data,
     event_id,
     frame,
@@ -72,9 +73,6 @@ from wire import (
     server_process,
     version,
 )
-
-from agentstream import parse_event
-from agentstream.models import TaskUpdatedEvent
 
 HERE = Path(__file__).resolve().parent
 CLIENT_SCRIPT = HERE / "peer_clients.py"
@@ -170,7 +168,6 @@ def generated_flood(framing: str, n: int, batch: int = 2000) -> Iterator[bytes]:
 
 def check_payloads(settings: Settings) -> None:
     """Fail early unless agentstream and AgentRail both type what the server sends."""
-    check_envelopes()  # bench/wire.py's: the flood envelopes, with agentstream
     samples = [
         build_event(1),
         build_event(settings.events),
@@ -178,23 +175,17 @@ def check_payloads(settings: Settings) -> None:
         build_event(4, "cut-at 1.5"),
         big_event(10_000),
     ]
-    adapter: Any = None
+    check_envelopes(samples)  # bench/wire.py's: with agentstream
     try:
         from agentrail.client import _event_adapter
         from agentrail.models import TaskUpdatedEvent as RailUpdated
-
-        adapter = _event_adapter
     except ImportError:
-        RailUpdated = None
-    for sample in samples:
-        data = sample.split(b"\ndata: ", 1)[1].rstrip(b"\n").decode()
-        seq = json.loads(data)["sequence"]
-        event = parse_event(data)
-        if not isinstance(event, TaskUpdatedEvent) or event.validation_error is not None:
-            raise RuntimeError(f"agentstream does not type the bench envelope: {event!r}")
-        if adapter is not None:
-            rail = adapter.validate_json(data)  # raises if AgentRail's models reject it
-            if not isinstance(rail, RailUpdated) or rail.sequence != seq:
+        pass  # Python 3.9: no AgentRail SDK, so no AgentRail rows either
+    else:
+        for sample in samples:
+            data = data_of(sample)
+            rail = _event_adapter.validate_json(data)  # raises if AgentRail's models reject it
+            if not isinstance(rail, RailUpdated) or rail.sequence != json.loads(data)["sequence"]:
                 raise RuntimeError(f"AgentRail typed the bench envelope as {rail!r}")
     if settings.big_bytes and big_summary_length(settings.big_bytes) <= 0:
         raise RuntimeError("--big-bytes is too small for an envelope")
@@ -286,16 +277,7 @@ class PeerHandler(StreamHandler):
             self.request.sendall(piece)
 
     def send_trickle(self, framing: str, n: int) -> None:
-        wrap: Callable[[bytes], bytes] = bytes if framing == "close" else chunk
-        self.request.sendall(response_head(framing))
-        start = time.monotonic()
-        for seq in range(1, n + 1):
-            pause = start + (seq - 1) * TRICKLE_INTERVAL - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            self.request.sendall(wrap(timed_event(seq)))
-        if framing != "close":
-            self.request.sendall(LAST_CHUNK)
+        self.send_paced(framing, [i * TRICKLE_INTERVAL for i in range(n)], timed_event)
 
     def send_resume(self, framing: str, n: int, every: int, token: str, after: int) -> None:
         """Events ``after + 1`` to ``after + every`` (or ``n``); then a cut."""

@@ -60,7 +60,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection
@@ -232,9 +232,19 @@ def timed_envelope(seq: int) -> bytes:
     return f"id: {event_id(seq)}\nevent: task.updated\ndata: {data}\n\n".encode()
 
 
-def check_envelopes() -> None:
-    """Fail early unless ``parse_event`` types what the server sends, without error."""
-    for seq, data in ((1, envelope_data(1)), (2, envelope_data(2)), (1, timed_envelope_data(1, 0))):
+def data_of(event: bytes) -> str:
+    """The ``data`` of one SSE event as :func:`build_event` writes it."""
+    return event.split(b"\ndata: ", 1)[1].rstrip(b"\n").decode()
+
+
+def check_envelopes(samples: Iterable[bytes] = ()) -> None:
+    """Fail early unless ``parse_event`` types what the server sends, without error:
+    events 1 and 2, the timed event, and the SSE events in ``samples``."""
+    checks = [(1, envelope_data(1)), (2, envelope_data(2)), (1, timed_envelope_data(1, 0))]
+    for sample in samples:
+        data = data_of(sample)
+        checks.append((json.loads(data)["sequence"], data))
+    for seq, data in checks:
         event = parse_event(data)
         if not isinstance(event, TaskUpdatedEvent) or event.validation_error is not None:
             raise RuntimeError(f"the bench envelope does not validate: {event!r}")
@@ -281,14 +291,28 @@ class StreamHandler(socketserver.BaseRequestHandler):
         self.request.sendall(response_head(framing, {"X-Wire-Bytes": str(len(body))}))
         self.request.sendall(body)
 
+    def send_paced(
+        self, framing: str, times: Sequence[float], event: Callable[[int], bytes]
+    ) -> None:
+        """Events 1, 2, ... ``times[i]`` seconds after the head, each built just before
+        its send (so it can carry the send time); then the end of the body."""
+        wrap: Callable[[bytes], bytes] = bytes if framing == "close" else chunk
+        # The head goes with the first event, in one write: nothing for Nagle or
+        # delayed ACKs to hold.
+        head = response_head(framing)
+        start = time.monotonic()
+        for seq, at in enumerate(times, 1):
+            pause = start + at - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            self.request.sendall(head + wrap(event(seq)))
+            head = b""
+        if framing != "close":
+            self.request.sendall(LAST_CHUNK)
+
     def send_delayed(self, framing: str, event: Callable[[int], bytes]) -> None:
         """Event 1, then :data:`SILENCE` seconds of nothing, then event 2 and the end."""
-        wrap: Callable[[bytes], bytes] = bytes if framing == "close" else chunk
-        # Head and first event in one write: nothing for Nagle or delayed ACKs to hold.
-        self.request.sendall(response_head(framing) + wrap(event(1)))
-        time.sleep(SILENCE)
-        end = b"" if framing == "close" else LAST_CHUNK
-        self.request.sendall(wrap(event(2)) + end)
+        self.send_paced(framing, (0.0, SILENCE), event)
 
 
 class BenchHandler(StreamHandler):

@@ -94,11 +94,8 @@ def test_a_failing_handler_is_reported_and_the_others_still_run(
     def on_failure(sender: Any, **kwargs: Any) -> None:
         reported.append(kwargs)
 
-    signals.handler_failed.connect(on_failure, sender=registry)
-    try:
+    with signals.handler_failed.connected_to(on_failure, sender=registry):
         result = registry.dispatch(event(sequence=7))
-    finally:
-        signals.handler_failed.disconnect(on_failure, sender=registry)
     assert calls == ["before", "after"]
     assert result.handled == 3
     assert [h for h, _ in result.errors] == [boom]
@@ -135,14 +132,11 @@ def test_event_signal_uses_the_type_string_as_sender() -> None:
     def failing(sender: Any, **kwargs: Any) -> None:
         raise RuntimeError("receiver bug")
 
-    signals.event_received.connect(failing, sender="task.shipped")
-    signals.event_received.connect(shipped, sender="task.shipped")
-    try:
+    first = signals.event_received.connected_to(failing, sender="task.shipped")
+    second = signals.event_received.connected_to(shipped, sender="task.shipped")
+    with first, second:
         registry.dispatch(event("message.chunk"), signal=signals.event_received)
         result = registry.dispatch(event("task.shipped"), signal=signals.event_received)
-    finally:
-        signals.event_received.disconnect(shipped, sender="task.shipped")
-        signals.event_received.disconnect(failing, sender="task.shipped")
     assert received == [("task.shipped", "evt_1")]  # the failing receiver did not stop it
     assert len(result.errors) == 1
 

@@ -101,13 +101,10 @@ def test_a_failing_handler_is_reported_and_the_stream_goes_on(
         def on_failure(sender: Any, **kwargs: Any) -> None:
             failures.append(kwargs)
 
-        signals.handler_failed.connect(on_failure, sender=listener)
-        try:
+        with signals.handler_failed.connected_to(on_failure, sender=listener):
             published = publish_chunks(agentstream_server, 3, task_id)
             recorder.wait_for(count=3)
             assert listener.wait_handled(published[-1]["sequence"])
-        finally:
-            signals.handler_failed.disconnect(on_failure, sender=listener)
         assert [e.data for e in recorder.events] == ["part 0", "part 1", "part 2"]
         assert listener.stats.handler_failures == 1
         assert failures[0]["event"].data == "part 1"
@@ -140,16 +137,12 @@ def test_stop_is_prompt_mid_backoff() -> None:
     def on_retrying(sender: Any, **kwargs: Any) -> None:
         retrying.set()
 
-    signals.retrying.connect(on_retrying, sender=listener)
-    try:
+    with client, signals.retrying.connected_to(on_retrying, sender=listener):
         listener.start()
         assert retrying.wait(5)
         started = time.monotonic()
         assert listener.stop(timeout=2.0)
         assert time.monotonic() - started < 1.0
-    finally:
-        signals.retrying.disconnect(on_retrying, sender=listener)
-        client.close()
 
 
 def test_stop_lets_the_running_handler_finish(
@@ -356,14 +349,10 @@ def test_heartbeats_and_connection_signals(
 
     options = StreamOptions(heartbeat_seconds=1)
     listener = agentstream_client.listen(options, registry=Registry())
-    signals.connected.connect(on_connected, sender=listener)
-    signals.heartbeat.connect(on_heartbeat, sender=listener)
-    try:
-        with listener:
-            assert got_heartbeat.wait(5)
-    finally:
-        signals.connected.disconnect(on_connected, sender=listener)
-        signals.heartbeat.disconnect(on_heartbeat, sender=listener)
+    connected = signals.connected.connected_to(on_connected, sender=listener)
+    heartbeats = signals.heartbeat.connected_to(on_heartbeat, sender=listener)
+    with connected, heartbeats, listener:
+        assert got_heartbeat.wait(5)
     assert seen == ["connected"]
 
 
@@ -381,14 +370,10 @@ def test_a_raising_signal_receiver_is_logged_and_the_others_still_run(
         reached.set()
 
     listener = agentstream_client.listen(registry=Registry())
-    signals.connected.connect(broken, sender=listener)  # connected first: called first
-    signals.connected.connect(after, sender=listener)
-    try:
-        with listener:
-            assert reached.wait(5)
-    finally:
-        signals.connected.disconnect(broken, sender=listener)
-        signals.connected.disconnect(after, sender=listener)
+    first = signals.connected.connected_to(broken, sender=listener)  # connected first: called first
+    second = signals.connected.connected_to(after, sender=listener)
+    with first, second, listener:
+        assert reached.wait(5)
     assert listener.error is None
     assert "receiver bug" in caplog.text
 
@@ -405,13 +390,9 @@ def test_a_spent_retry_budget_fails_the_listener() -> None:
     def on_failed(sender: Any, **kwargs: Any) -> None:
         failed.append(kwargs["error"])
 
-    signals.failed.connect(on_failed, sender=listener)
-    try:
-        with pytest.raises(SystemExit, match="stopped: gave up after 2 failed attempt"):
-            listener.run_forever()
-    finally:
-        signals.failed.disconnect(on_failed, sender=listener)
-        client.close()
+    gives_up = pytest.raises(SystemExit, match="stopped: gave up after 2 failed attempt")
+    with client, signals.failed.connected_to(on_failed, sender=listener), gives_up:
+        listener.run_forever()
     assert isinstance(listener.error, RetryBudgetExhaustedError)
     assert failed == [listener.error]
     assert not listener.running

@@ -10,11 +10,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from agentstream import Client, StreamOptions
+
+from .child_output import read_line
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -30,16 +31,6 @@ def run(
         env={**os.environ, **(env or {})},
         check=False,
     )
-
-
-def read_line(stream: IO[str], timeout: float = 20) -> str:
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(stream.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    assert lines, f"no output within {timeout}s"
-    assert lines[0], "the process ended"
-    return lines[0]
 
 
 @pytest.fixture
@@ -127,7 +118,7 @@ def test_handlers_example_fires_decorated_handlers_and_stops_on_sigterm(
     )
     assert child.stdout is not None
     try:
-        assert read_line(child.stdout) == "listening\n"
+        assert read_line(child.stdout) == "listening"
         client = Client(served["AGENTSTREAM_BASE_URL"], served["AGENTSTREAM_API_KEY"])
         # The listener starts at the live end once connected; a task created
         # before that is missed, so create them until the handlers report one.

@@ -55,7 +55,9 @@ def test_killed_mid_stream_then_restarted_handles_every_event_exactly_once(
     task_id = str(agentstream_server.store.create_task("t", events_streaming=True)["id"])
     first = start_child(agentstream_server, tmp_path, "20")
     publish(agentstream_server, task_id, range(30))
-    wait_handled(first, 20)  # parts 0-19; now stuck in the handler of part 20
+    wait_handled(first, 20)  # parts 0-19
+    # Stuck in the handler of part 20, so part 19's cursor is saved: kill it now.
+    assert read_line(first.stdout, timeout=20) == "blocked in part 20"  # type: ignore[arg-type]
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     first.stdout.close()  # type: ignore[union-attr]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -361,21 +361,29 @@ def test_a_raising_signal_receiver_is_logged_and_the_others_still_run(
     agentstream_client: Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    reached = threading.Event()
+    # Both receivers raise, so whichever blinker calls first (its order is
+    # undefined), the other one running shows the first did not stop it.
+    called: list[str] = []
+    both_called = threading.Event()
 
-    def broken(sender: Any, **kwargs: Any) -> None:
-        raise RuntimeError("receiver bug")
+    def broken(name: str) -> Callable[..., None]:
+        def receiver(sender: Any, **kwargs: Any) -> None:
+            called.append(name)
+            if len(called) == 2:
+                both_called.set()
+            raise RuntimeError(f"receiver bug in {name}")
 
-    def after(sender: Any, **kwargs: Any) -> None:
-        reached.set()
+        return receiver
 
     listener = agentstream_client.listen(registry=Registry())
-    first = signals.connected.connected_to(broken, sender=listener)  # connected first: called first
-    second = signals.connected.connected_to(after, sender=listener)
+    first = signals.connected.connected_to(broken("first"), sender=listener)
+    second = signals.connected.connected_to(broken("second"), sender=listener)
     with first, second, listener:
-        assert reached.wait(5)
+        assert both_called.wait(5)
+    assert sorted(called) == ["first", "second"]
     assert listener.error is None
-    assert "receiver bug" in caplog.text
+    assert "receiver bug in first" in caplog.text
+    assert "receiver bug in second" in caplog.text
 
 
 def test_a_spent_retry_budget_fails_the_listener() -> None:

@@ -185,12 +185,15 @@ def test_a_handler_can_stop_its_own_listener(
 
     task_id = new_task(agentstream_server)
     listener = agentstream_client.listen(registry=registry, workers=workers)
-    with listening(agentstream_client, Registry()) as witness:
-        listener.start()
-        assert agentstream_server.app.wait_open_streams(2, timeout=5)
-        published = publish_chunks(agentstream_server, 5, task_id)
-        assert witness.wait_handled(published[-1]["sequence"])
-    assert listener.join(5)
+    try:
+        with listening(agentstream_client, Registry()) as witness:
+            listener.start()
+            assert agentstream_server.app.wait_open_streams(2, timeout=5)
+            published = publish_chunks(agentstream_server, 5, task_id)
+            assert witness.wait_handled(published[-1]["sequence"])
+        assert listener.join(5)
+    finally:
+        listener.stop()  # only if an assertion above failed: it stopped itself
     assert not listener.running
     assert listener.error is None
     assert agentstream_server.app.wait_open_streams(0, timeout=5)  # its connection is closed

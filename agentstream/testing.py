@@ -132,18 +132,17 @@ def listening(
     def on_connected(sender: Any, **kwargs: Any) -> None:
         connected.set()
 
-    signals.connected.connect(on_connected, sender=listener)
-    signals.failed.connect(on_connected, sender=listener)
+    on_connect = signals.connected.connected_to(on_connected, sender=listener)
+    on_failure = signals.failed.connected_to(on_connected, sender=listener)
     try:
-        listener.start()
-        if not connected.wait(timeout):
-            raise AssertionError(f"listener did not connect within {timeout}s")
-        if listener.error is not None:
-            raise listener.error
-        yield listener
+        with on_connect, on_failure:
+            listener.start()
+            if not connected.wait(timeout):
+                raise AssertionError(f"listener did not connect within {timeout}s")
+            if listener.error is not None:
+                raise listener.error
+            yield listener
     finally:
-        signals.connected.disconnect(on_connected, sender=listener)
-        signals.failed.disconnect(on_connected, sender=listener)
         listener.stop(timeout)
 
 

@@ -12,8 +12,9 @@ a temporary worktree and is "before". ``bench/peers.py``'s server serves
 last event delivered), clients and revisions alternate within each round, and
 the table gives medians and the ratio to the first row. Client keys are
 those of ``bench/peer_clients.py`` (``as-sse``, ``as-typed``,
-``as-listener``, ``launchdarkly``, ...); peers are run from the working tree
-only.
+``as-listener``, ``launchdarkly``, ...), whose working-tree copy runs every
+client: only agentstream itself comes from ``--base``. Peers are run once per
+round, not per revision.
 """
 
 import argparse
@@ -38,13 +39,18 @@ AGENTSTREAM_KEYS = frozenset(spec.key for spec in AGENTSTREAM)
 
 
 def flood(repo: Path, key: str, url: str, n: int) -> float:
-    """Events/s of one flood run of ``key`` with ``repo``'s agentstream."""
+    """Events/s of one flood run of ``key`` with ``repo``'s agentstream.
+
+    The client script is always the working tree's, so that only the library
+    differs between the two revisions (an older ``peer_clients.py`` could time
+    its clients differently).
+    """
     job = json.dumps({"client": key, "test": "flood", "base": url, "n": n})
     done = subprocess.run(
-        [sys.executable, str(repo / "bench" / "peer_clients.py"), job],
+        [sys.executable, str(HERE / "peer_clients.py"), job],
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONPATH=str(repo)),
+        env=dict(os.environ, PYTHONPATH=str(repo)),  # ahead of the installed agentstream
         cwd=repo,
         timeout=600,
         check=False,
@@ -76,7 +82,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                 rows.append((f"{key} (working tree)", key, ROOT))
                 if key in AGENTSTREAM_KEYS:
                     rows.append((f"{key} ({args.base})", key, before))
-            config = peers.ServerConfig([args.framing], args.events, 0, 0)
+            config = peers.ServerConfig([args.framing], args.events, resume_events=0, big_bytes=0)
             rates: dict[str, list[float]] = {label: [] for label, _, _ in rows}
             with wire.server_process(peers.serve, config) as port:
                 url = f"http://127.0.0.1:{port}/flood/{args.framing}/{args.events}"

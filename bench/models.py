@@ -47,6 +47,7 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
 from typing_extensions import NotRequired, TypedDict
+from wire import UPDATED
 
 from agentstream.event_types import EventType, TaskStatus
 from agentstream.models import (
@@ -56,28 +57,6 @@ from agentstream.models import (
     parse_event,
     payload_model_for,
 )
-
-UPDATED = {
-    "id": "evt_000000000000002a_3f9c1e",
-    "type": "task.updated",
-    "sequence": 42,
-    "occurredAt": "2026-11-20T10:00:00.123Z",
-    "taskId": "task_01JD8Z3K9Q",
-    "organizationId": "org_01JD8Z3K9Q",
-    "taskVersion": 7,
-    "traceId": None,
-    "data": {
-        "taskId": "task_01JD8Z3K9Q",
-        "taskIdentifier": "AS-42",
-        "status": "in_review",
-        "previousStatus": "in_progress",
-        "changedFields": ["status", "summary"],
-        "actor": {"id": "agent_research", "role": "agent"},
-        "summary": "Draft ready: three sources compared.",
-        "availableActions": ["review", "stop"],
-        "links": {"task": "http://127.0.0.1:8787/tasks/task_01JD8Z3K9Q"},
-    },
-}
 
 CHUNK = {
     "id": "evt_000000000000002b_77aa01",

@@ -10,8 +10,8 @@ The input is the flood of ``bench/peers.py`` (``bench/wire.py``'s events: valid
 ``id:``/``event:``/``data:`` blocks), pre-built
 and cut into 64 KiB pieces, as ``EventSource`` reads it. Each row times one
 stage alone over all the events and gives microseconds per event (the best
-of ``--repeat`` runs); the last rows chain the stages the way the typed
-stream and the Listener do. The socket and the server are left out on
+of ``--repeat`` runs); the last row chains parsing and validation, as the
+typed stream does. The socket and the server are left out on
 purpose: ``bench/ab.py`` and ``bench/peers.py`` measure the whole thing.
 
 Rows:
@@ -45,11 +45,9 @@ from agentstream.models import TaskEvent, parse_event
 from agentstream.sse import SSEParser
 from agentstream.sse._chunked import ChunkedReader
 
-READ_SIZE = wire.READ_CHUNK
-
 
 def pieces(stream: bytes) -> list[bytes]:
-    return [stream[i : i + READ_SIZE] for i in range(0, len(stream), READ_SIZE)]
+    return [stream[i : i + wire.READ_CHUNK] for i in range(0, len(stream), wire.READ_CHUNK)]
 
 
 def stages(n: int) -> dict[str, Callable[[], object]]:
@@ -67,7 +65,7 @@ def stages(n: int) -> dict[str, Callable[[], object]]:
 
     def dechunk() -> None:
         reader = ChunkedReader(io.BytesIO(chunked))
-        while reader.read1(READ_SIZE):
+        while reader.read1(wire.READ_CHUNK):
             pass
 
     def parse(blocks: list[bytes]) -> Callable[[], None]:

@@ -70,7 +70,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 import sseclient
-from models import UPDATED
 
 from agentstream import Client as AgentStreamClient
 from agentstream import Registry, TaskEvent, parse_event
@@ -111,8 +110,31 @@ STREAM_PATH = "/task-events/stream"
 
 # -- the payload ----------------------------------------------------------------
 
-# The realistic task.updated envelope of bench/models.py; id and sequence are
-# filled in per event.
+UPDATED: dict[str, Any] = {
+    "id": "evt_000000000000002a_3f9c1e",
+    "type": "task.updated",
+    "sequence": 42,
+    "occurredAt": "2026-11-20T10:00:00.123Z",
+    "taskId": "task_01JD8Z3K9Q",
+    "organizationId": "org_01JD8Z3K9Q",
+    "taskVersion": 7,
+    "traceId": None,
+    "data": {
+        "taskId": "task_01JD8Z3K9Q",
+        "taskIdentifier": "AS-42",
+        "status": "in_review",
+        "previousStatus": "in_progress",
+        "changedFields": ["status", "summary"],
+        "actor": {"id": "agent_research", "role": "agent"},
+        "summary": "Draft ready: three sources compared.",
+        "availableActions": ["review", "stop"],
+        "links": {"task": "http://127.0.0.1:8787/tasks/task_01JD8Z3K9Q"},
+    },
+}
+"""A realistic ``task.updated`` envelope, as the wire carries it (``bench/models.py``
+times it too)."""
+
+# id and sequence are filled in per event.
 _ENVELOPE: dict[str, Any] = {**UPDATED, "id": "", "sequence": 0}
 
 
@@ -511,12 +533,12 @@ def agentstream_listener(base_url: str, n: int) -> Measurement:
     """A ``Listener`` running one ``@registry.on("task.updated")`` handler that counts.
 
     Timed from before the client is built to the moment the handler has seen
-    the N-th event; stopping the listener is not timed. The reader reaches the
-    end of the body and reconnects (by design); the server answers that
-    resume with 204, and ``stop()`` ends the rest.
+    the N-th event; the handler then stops the listener (from its own thread,
+    so no later event is handled), which is not timed. If the body ends
+    first, the reader's resume gets 204 from the server and the listener ends
+    by itself, short of N.
     """
     registry = Registry()
-    reached = threading.Event()
     count = 0
     last_id: Optional[str] = None
     reached_at = 0.0
@@ -528,27 +550,25 @@ def agentstream_listener(base_url: str, n: int) -> Measurement:
         last_id = event.id
         if count == n:
             reached_at = time.perf_counter()
-            reached.set()
+            listener.stop()
 
     start = time.perf_counter()
     with AgentStreamClient(base_url, API_KEY) as client:
         listener = client.listen(registry=registry)
         listener.start()
         try:
-            deadline = time.monotonic() + LISTENER_WAIT
-            while not reached.wait(0.5):
-                if not listener.running or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"listener ended or timed out after {count} events: {listener.error!r}"
-                    )
-            if not listener.wait_handled(n, timeout=10):
-                raise RuntimeError(f"the cursor did not pass sequence {n}: {listener.cursor!r}")
+            if not listener.join(LISTENER_WAIT):
+                raise RuntimeError(f"listener timed out after {count} events")
         finally:
             stopped = listener.stop(timeout=10)
     if not stopped:
         raise RuntimeError("the listener did not stop within 10 s")
-    if listener.error is not None or listener.stats.invalid_events:
-        raise RuntimeError(f"listener error {listener.error!r}, stats {listener.stats}")
+    if count != n or listener.error is not None or listener.stats.invalid_events:
+        raise RuntimeError(
+            f"listener ended after {count} events: error {listener.error!r}, stats {listener.stats}"
+        )
+    if not listener.wait_handled(n, timeout=10):
+        raise RuntimeError(f"the cursor did not pass sequence {n}: {listener.cursor!r}")
     return Measurement(count, reached_at - start, last_id)
 
 

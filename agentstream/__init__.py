@@ -35,6 +35,7 @@ from .errors import (
     StreamError,
 )
 from .event_types import EventType, TaskEventType, TaskStatus, TaskUpdateEventType
+from .health import ListenerHealth, ListenerState
 from .listener import Listener, ListenerStats
 from .models import (
     Analyze,
@@ -81,6 +82,8 @@ __all__ = [
     "InsufficientScopeError",
     "InvalidEventError",
     "Listener",
+    "ListenerHealth",
+    "ListenerState",
     "ListenerStats",
     "MemoryCursorStore",
     "NotFoundError",

@@ -20,7 +20,7 @@ from .errors import (
     secrets_in,
 )
 from .event_types import EventType
-from .listener import Listener
+from .listener import DEFAULT_SAVE_INTERVAL, HandlerContext, Listener
 from .models import TaskEvent
 from .sse import EventSource, Happening, RetryPolicy
 from .stream import StreamOptions, TaskEventStream, read_timeout_for
@@ -99,6 +99,7 @@ class Client:
         self,
         options: Optional[StreamOptions] = None,
         *,
+        retry: Optional[RetryPolicy] = None,
         on_happening: Optional[Callable[[Happening], None]] = None,
         on_invalid: Optional[Callable[[InvalidEventError], None]] = None,
     ) -> TaskEventStream:
@@ -110,6 +111,12 @@ class Client:
         and nothing repeated. A key without ``events:read`` raises
         :class:`~agentstream.errors.InsufficientScopeError` on the first
         ``next()``, before any event, without retrying.
+
+        ``retry`` overrides the client's :class:`~agentstream.sse.RetryPolicy`
+        for this stream (a one-shot stream keeps the client's budget; a
+        listener passes one without a budget). ``on_happening`` receives the
+        connection's happenings and ``on_invalid`` each event that cannot be
+        parsed.
         """
         options = options or StreamOptions()
         source = EventSource(
@@ -118,7 +125,7 @@ class Client:
             headers=self._auth_headers(),
             last_event_id=options.cursor or None,
             resume_param="cursor",
-            retry=self.retry,
+            retry=retry or self.retry,
             connect_timeout=self.timeout,
             read_timeout=read_timeout_for(options),
             session=self._given_session,
@@ -135,6 +142,9 @@ class Client:
         name: str = "default",
         workers: int = 1,
         queue_size: int = 1000,
+        save_interval: float = DEFAULT_SAVE_INTERVAL,
+        retry: Optional[RetryPolicy] = None,
+        handler_context: Optional[HandlerContext] = None,
     ) -> Listener:
         """A :class:`~agentstream.listener.Listener` for this client's stream (not started).
 
@@ -143,6 +153,12 @@ class Client:
         Without ``cursor_store``, the listeners of one client share an
         in-memory store: a second ``listen()`` with the same ``name`` resumes
         where the first stopped.
+
+        A listener never gives up: without ``retry`` it reconnects with the
+        client's backoff and no retry budget (errors that are not retried,
+        such as 401 or 403, still end it). The cursor is written to the store
+        every ``save_interval`` seconds and on stop; see
+        :class:`~agentstream.listener.Listener` for the other arguments.
         """
         return Listener(
             self,
@@ -152,6 +168,9 @@ class Client:
             name=name,
             workers=workers,
             queue_size=queue_size,
+            save_interval=save_interval,
+            retry=retry or self.retry.with_(max_attempts=None, max_elapsed=None),
+            handler_context=handler_context,
         )
 
     # -- tasks --------------------------------------------------------------

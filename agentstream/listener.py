@@ -1,4 +1,4 @@
-"""The Listener: a daemon thread that follows a stream and runs handlers.
+"""The Listener: daemon threads that follow a stream and run handlers.
 
 ::
 
@@ -8,15 +8,19 @@
     with client.listen() as listener:   # an app: started, and stopped on exit
         ...
 
-One reader thread owns the reconnecting stream. With one worker (the
-default) that thread also runs the registry's handlers, event by event: a
-slow handler holds the reading, so TCP pushes back on the server and nothing
-is dropped. With ``workers > 1`` the reader puts events on bounded queues,
-one per handler thread, and waits when a queue is full. Events of one task
-are handled in stream order: while a task has events waiting or running they
-all go to the same worker; a task with none goes to the least-loaded worker.
-The cursor advances only past events whose handlers have all returned, and
-is saved to the cursor store after each one.
+One reader thread owns the reconnecting stream, which never gives up by
+default. With one worker (the default) that thread also runs the registry's
+handlers, event by event: a slow handler holds the reading, so TCP pushes
+back on the server and nothing is dropped. With ``workers > 1`` the reader
+hands events to a :class:`~agentstream._scheduling.TaskScheduler`: each
+task's events are handled in stream order by one worker at a time, and a
+worker stuck in one task's handler holds only that task. At most
+``queue_size`` events are read ahead of the cursor; then the reader waits.
+
+The cursor (:class:`~agentstream._tracking.CursorTracker`) advances only
+past events whose handlers have all returned. A keeper thread writes it to
+the cursor store at most every ``save_interval`` seconds, off the event
+path, and once more when the listener stops.
 """
 
 from __future__ import annotations
@@ -25,86 +29,50 @@ import logging
 import signal
 import threading
 import time
-from collections import OrderedDict, deque
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from blinker import NamedSignal
 
 from . import signals
+from ._connection_log import ConnectionLog
+from ._scheduling import TaskScheduler
+from ._tracking import CursorTracker
 from .cursors import CursorStore, MemoryCursorStore
 from .dispatch import DispatchResult, Registry, default_registry
 from .errors import InvalidEventError
+from .health import ListenerHealth, ListenerState
 from .models import TaskEvent
-from .sse import Comment, Connected, Disconnected, Failed, Happening, Retrying
-from .stream import StreamOptions, TaskEventStream
+from .sse import Comment, Connected, Disconnected, Failed, Happening, Retrying, RetryPolicy
+from .stream import StreamOpener, StreamOptions, TaskEventStream
 
-if TYPE_CHECKING:
-    from .client import Client
-
-__all__ = ["Listener", "ListenerStats"]
+__all__ = [
+    "DEFAULT_SAVE_INTERVAL",
+    "DEFAULT_STOP_TIMEOUT",
+    "HandlerContext",
+    "Listener",
+    "ListenerStats",
+]
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_SAVE_INTERVAL = 1.0
+"""Seconds between two cursor saves (``docs/decisions.md``: why one second)."""
 
-class _BatchQueue:
-    """A FIFO of typed event batches between the reader and one worker,
-    bounded in events.
+DEFAULT_STOP_TIMEOUT = 10.0
+"""Seconds :meth:`Listener.run_forever` waits for running handlers on shutdown."""
 
-    ``put`` waits until there is room: at most ``capacity`` events ever wait
-    (a larger batch is queued in slices). ``None`` is the stop marker and is
-    never refused.
-    """
+HandlerContext = Callable[[TaskEvent], AbstractContextManager[Any]]
+"""Makes the context manager entered around one event's handlers (an app context)."""
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: deque[Optional[list[Any]]] = deque()
-        self._events = 0
-        self._cond = threading.Condition()
-
-    def put(self, batch: list[Any], stopping: threading.Event) -> bool:
-        """Queue ``batch`` in order, filling whatever room there is and waiting
-        for more; False if ``stopping`` is set first."""
-        start, total = 0, len(batch)
-        while start < total:
-            with self._cond:
-                while self._events >= self.capacity:
-                    if stopping.is_set():
-                        return False
-                    self._cond.wait(0.1)
-                room = self.capacity - self._events
-                piece = batch if start == 0 and total <= room else batch[start : start + room]
-                self._items.append(piece)
-                self._events += len(piece)
-                start += len(piece)
-                self._cond.notify_all()
-        return True
-
-    def put_stop(self) -> None:
-        with self._cond:
-            self._items.append(None)
-            self._cond.notify_all()
-
-    def get(self) -> Optional[list[Any]]:
-        with self._cond:
-            while not self._items:
-                self._cond.wait()
-            batch = self._items.popleft()
-            if batch is not None:
-                self._events -= len(batch)
-                self._cond.notify_all()
-            return batch
-
-    def qsize(self) -> int:
-        """Events waiting."""
-        with self._cond:
-            return self._events
+_Dispatch = Callable[..., DispatchResult]
 
 
 @dataclass(frozen=True)
 class ListenerStats:
-    """Counters of a listener (a snapshot)."""
+    """Counters of a listener (a snapshot); :meth:`Listener.health` has more."""
 
     events_handled: int
     """Events whose handlers have all returned (or raised)."""
@@ -119,26 +87,37 @@ class ListenerStats:
 
 
 class Listener:
-    """Follows one stream on a daemon thread and dispatches each event.
+    """Follows one stream on daemon threads and dispatches each event.
 
     Create it with :meth:`Client.listen <agentstream.Client.listen>`.
 
-    :param client: the client whose stream to follow.
+    :param streams: what opens the stream: anything with the
+        :class:`~agentstream.stream.StreamOpener` method ``stream_events``
+        (a :class:`~agentstream.Client` is one).
     :param options: what to stream (:class:`~agentstream.StreamOptions`).
     :param registry: the handlers; default the module-level decorators' one.
     :param cursor_store: where the cursor is saved; with a durable store a
-        restarted process resumes after the last handled event. Default: in
+        restarted process resumes after the last saved event. Default: in
         memory.
     :param name: the key of this listener's cursor in the store.
     :param workers: handler threads; events of one task keep their order.
         With one, the reader thread runs the handlers itself.
-    :param queue_size: with ``workers > 1``, events waiting per worker before
-        the reader waits.
+    :param queue_size: with ``workers > 1``, the most events read and not yet
+        passed by the cursor; then the reader waits (memory stays bounded
+        whatever the handlers do).
+    :param save_interval: seconds between two writes of the cursor to the
+        store (and one more on stop). A process that dies redelivers, at its
+        next start, the events handled since the last write.
+    :param retry: the reconnect policy; default
+        :meth:`RetryPolicy.forever() <agentstream.sse.RetryPolicy.forever>`.
+    :param handler_context: called with each event; the context manager it
+        returns is entered around that event's handlers (the Flask and Django
+        integrations push their app context and database hygiene this way).
     """
 
     def __init__(
         self,
-        client: Client,
+        streams: StreamOpener,
         options: Optional[StreamOptions] = None,
         *,
         registry: Optional[Registry] = None,
@@ -146,56 +125,88 @@ class Listener:
         name: str = "default",
         workers: int = 1,
         queue_size: int = 1000,
+        save_interval: float = DEFAULT_SAVE_INTERVAL,
+        retry: Optional[RetryPolicy] = None,
+        handler_context: Optional[HandlerContext] = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
-        self._client = client
+        if not save_interval > 0:
+            raise ValueError("save_interval must be more than 0 seconds")
+        self._streams = streams
         self.options = options or StreamOptions()
         self.registry = registry if registry is not None else default_registry
         self.cursor_store: CursorStore = cursor_store or MemoryCursorStore()
         self.name = name
-        # One worker needs no queue: the reader thread runs the handlers.
-        self._queues = [_BatchQueue(queue_size) for _ in range(workers)] if workers > 1 else []
+        self.workers = workers
+        self.queue_size = queue_size
+        self.save_interval = save_interval
+        self.retry_policy = retry or RetryPolicy.forever()
+        self._handler_context = handler_context
+
+        self._lock = threading.Lock()
+        self._work_ready = threading.Condition(self._lock)  # workers wait for a task
+        self._room = threading.Condition(self._lock)  # the reader waits for room
+        self._progress = threading.Condition(self._lock)  # wait_handled() waits
+        self._waiting = 0  # threads in wait_handled(): notify only when someone waits
+        self._stopping = threading.Event()
+        self._aborting = False  # stop dispatching now: nothing more is handled
+        self._handlers_ended = threading.Event()  # reader and workers all ended
+        self._finished = threading.Event()  # ... and the last save is done
+        self._save_lock = threading.Lock()
+        self._signals_received = 0
+
+        self._tracker = CursorTracker()
+        self._scheduler: TaskScheduler[TaskEvent] = TaskScheduler()
         self._stream: Optional[TaskEventStream] = None
         self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
-        self._finished = threading.Event()
-        self._signalled = False
-        self._lock = threading.Lock()
-        self._progress = threading.Condition(self._lock)
-        self._waiting = 0  # threads in wait_handled(): notify only when someone waits
-        self._pending: OrderedDict[int, list[Any]] = OrderedDict()  # sequence -> [id, done]
-        # A task with events in flight stays on one worker (its order is kept);
-        # a task with none may go to the least-loaded worker next time.
-        self._task_slots: dict[Optional[str], list[int]] = {}  # task -> [worker, in flight]
-        self._worker_load = [0] * workers
-        self._cursor: Optional[str] = None
-        self._saved_sequence = -1
-        self._running_workers = 0
+        self._keeper: Optional[threading.Thread] = None
+        self._handler_threads_running = 0
+        self._reading = False
+        self._connection_log = ConnectionLog(name, logger)
+
+        self._state = ListenerState.NEW
+        self._since = time.time()
         self._error: Optional[BaseException] = None
+        self._last_error: Optional[str] = None
         self._handled = 0
         self._failures = 0
+        self._connection_failures = 0
         self._connections = 0
         self._invalid = 0
+        self._last_event: Optional[TaskEvent] = None
         self._last_event_at: Optional[float] = None
+        self._cursor_saved: Optional[str] = None
+        self._saved_at: Optional[float] = None
 
     # -- state ------------------------------------------------------------------
 
     @property
+    def state(self) -> ListenerState:
+        """Where the listener is: see :class:`~agentstream.ListenerState`."""
+        return self._state
+
+    @property
     def cursor(self) -> Optional[str]:
-        """The id of the last event whose handlers have all returned."""
-        return self._cursor
+        """The id of the last event whose handlers have all returned (in memory)."""
+        return self._tracker.cursor
+
+    @property
+    def cursor_saved(self) -> Optional[str]:
+        """The cursor as last written to the cursor store."""
+        return self._cursor_saved
 
     @property
     def error(self) -> Optional[BaseException]:
-        """Why the listener stopped by itself (retry budget spent, 401, ...), or None."""
+        """Why the listener stopped by itself (a 401, a handler that raised
+        ``SystemExit``, ...), or None."""
         return self._error
 
     @property
     def running(self) -> bool:
-        """True between :meth:`start` and the end of the threads."""
+        """True from :meth:`start` until the listener has stopped or failed."""
         return bool(self._threads) and not self._finished.is_set()
 
     @property
@@ -210,62 +221,110 @@ class Listener:
                 last_event_at=self._last_event_at,
             )
 
+    def health(self) -> ListenerHealth:
+        """A snapshot of state, lag, counters and cursors (see
+        :class:`~agentstream.ListenerHealth`; ``health().ok`` is for liveness probes)."""
+        with self._lock:
+            last = self._last_event
+            return ListenerHealth(
+                name=self.name,
+                state=self._state,
+                since=self._since,
+                last_error=self._last_error,
+                lag=None if last is None else max(0.0, time.time() - last.occurred_at.timestamp()),
+                events_handled=self._handled,
+                handler_failures=self._failures,
+                connection_failures=self._connection_failures,
+                reconnects=max(0, self._connections - 1),
+                invalid_events=self._invalid,
+                pending=self._tracker.outstanding,
+                cursor=self._tracker.cursor,
+                cursor_saved=self._cursor_saved,
+                saved_at=self._saved_at,
+            )
+
     # -- control ----------------------------------------------------------------
 
     def start(self) -> Listener:
-        """Connect and start the threads. Returns the listener."""
-        if self._threads:
-            raise RuntimeError("this listener was already started; create a new one")
-        # The store's cursor wins: options.cursor is only where a listener with
-        # nothing saved yet starts.
-        cursor = self.cursor_store.load(self.name) or self.options.cursor
-        self._cursor = cursor
-        self._stream = self._client.stream_events(
-            replace(self.options, cursor=cursor),
-            on_happening=self._on_happening,
-            on_invalid=self._on_invalid,
-        )
-        reader = self._read if self._queues else self._read_and_handle
-        self._running_workers = len(self._queues) or 1
-        for index, events in enumerate(self._queues):
+        """Start the threads; the reader connects in the background. Returns the listener."""
+        with self._lock:
+            if self._threads:
+                raise RuntimeError("this listener was already started; create a new one")
+            if self._stopping.is_set():  # stopped before it started: nothing to run
+                self._state = ListenerState.STOPPED
+                self._finished.set()
+                return self
+            self._state, self._since = ListenerState.CONNECTING, time.time()
+            self._handler_threads_running = 1 + (self.workers if self.workers > 1 else 0)
             self._threads.append(
                 threading.Thread(
-                    target=self._work,
-                    args=(events,),
-                    name=f"agentstream-{self.name}-worker-{index}",
-                    daemon=True,
+                    target=self._run_reader, name=f"agentstream-{self.name}-reader", daemon=True
                 )
             )
-        self._threads.append(
-            threading.Thread(target=reader, name=f"agentstream-{self.name}-reader", daemon=True)
-        )
-        for thread in self._threads:
-            thread.start()
+            if self.workers > 1:
+                for index in range(self.workers):
+                    self._threads.append(
+                        threading.Thread(
+                            target=self._run_worker,
+                            name=f"agentstream-{self.name}-worker-{index}",
+                            daemon=True,
+                        )
+                    )
+            self._keeper = threading.Thread(
+                target=self._run_keeper, name=f"agentstream-{self.name}-keeper", daemon=True
+            )
+            self._reading = True
+            # Started under the lock, so that a stop() on another thread never
+            # sees a thread it cannot join yet.
+            for thread in (*self._threads, self._keeper):
+                thread.start()
         return self
 
     def stop(self, timeout: Optional[float] = None) -> bool:
-        """Stop, from any thread; the handler in progress finishes.
+        """Stop, from any thread (a handler included), and save the cursor.
 
-        Events read but not yet handled are left for the next start (the
-        cursor has not passed them). Returns True if every thread ended
-        within ``timeout`` seconds (None: wait as long as it takes).
+        The handlers in progress finish; with several workers, so do the
+        events still needed for the cursor to cover every event already
+        handled (those before the last one handled), so that the next
+        listener with this name handles nothing twice. Nothing else is
+        started: events read and not handled are left for the next start.
+
+        Returns True if every thread ended within ``timeout`` seconds (None:
+        wait as long as it takes). If not, the cursor is saved as it stands
+        (before any handler still running) and the threads, daemons, do not
+        keep the process from exiting.
         """
-        self._stopping.set()
-        if self._stream is not None:
-            self._stream.close()
-        for events in self._queues:
-            events.put_stop()
-        return self.join(timeout)
+        with self._lock:
+            self._stopping.set()
+            if self._threads and not self._state.is_final:
+                self._set_state(ListenerState.STOPPING)
+            stream = self._stream
+            self._wake_all()
+        if stream is not None:
+            stream.close()
+        if not self._threads:
+            return True
+        ended = self.join(timeout)
+        if not ended:
+            self._flush()  # the keeper's last save waits for the handler still running
+        return ended
 
     def join(self, timeout: Optional[float] = None) -> bool:
-        """Wait for the threads to end (stopped, failed, or the stream ended)."""
+        """Wait for the threads to end (stopped, failed, or the stream ended).
+
+        From one of the listener's own threads (a handler), waits only for
+        the others.
+        """
+        current = threading.current_thread()
+        own = current in self._threads
+        waited = self._threads if own else [*self._threads, self._keeper]
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
-            if thread is threading.current_thread():
+        for thread in waited:
+            if thread is None or thread is current:
                 continue
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(remaining)
-        return not any(t.is_alive() for t in self._threads if t is not threading.current_thread())
+        return not any(t is not None and t is not current and t.is_alive() for t in waited)
 
     def wait_handled(self, event: Union[TaskEvent, int], timeout: float = 10.0) -> bool:
         """Wait until ``event`` (or every event up to this sequence) has been handled.
@@ -279,21 +338,24 @@ class Listener:
         with self._progress:
             self._waiting += 1
             try:
-                while self._saved_sequence < sequence:
+                while self._tracker.sequence < sequence:
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._finished.is_set():
-                        return self._saved_sequence >= sequence
+                    if remaining <= 0 or self._handlers_ended.is_set():
+                        return self._tracker.sequence >= sequence
                     self._progress.wait(remaining)  # notified on progress and at the end
                 return True
             finally:
                 self._waiting -= 1
 
-    def run_forever(self) -> None:
+    def run_forever(self, *, stop_timeout: Optional[float] = DEFAULT_STOP_TIMEOUT) -> None:
         """Run until Ctrl-C or SIGTERM (then return), or until the listener fails.
 
-        Meant as the last line of a script. On failure (retry budget spent, a
-        401 or 403...) it raises ``SystemExit`` with a message saying why, so
-        the script exits non-zero.
+        Meant as the last line of a script. On the first SIGINT or SIGTERM it
+        stops, waiting up to ``stop_timeout`` seconds for the handlers in
+        progress (None: as long as they take); a second signal exits at once
+        (``SystemExit`` with 128 + the signal number). If the listener fails
+        (a 401 or 403, a handler that raised ``SystemExit``...) it raises
+        ``SystemExit`` with a message saying why, so the script exits non-zero.
         """
         if not self._threads:
             self.start()
@@ -302,14 +364,20 @@ class Listener:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous[signum] = signal.signal(signum, self._on_signal)
         try:
-            while not self._signalled and not self._finished.wait(0.25):
+            while not self._signals_received and not self._finished.wait(0.25):
                 pass
+            if not self.stop(stop_timeout):
+                logger.warning(
+                    "listener %r: a handler was still running %ss after the stop; exiting "
+                    "anyway: its event was not marked handled and will be delivered again",
+                    self.name,
+                    stop_timeout,
+                )
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            self.stop()
         if self._error is not None:
-            raise SystemExit(f"agentstream: listener {self.name!r} stopped: {self._error}")
+            raise SystemExit(f"agentstream: listener {self.name!r} failed: {self._last_error}")
 
     def __enter__(self) -> Listener:
         if not self._threads:
@@ -320,140 +388,239 @@ class Listener:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "running" if self.running else ("stopped" if self._threads else "new")
-        return f"<Listener {self.name!r} {state} cursor={self._cursor!r}>"
+        return f"<Listener {self.name!r} {self._state.value} cursor={self._tracker.cursor!r}>"
 
-    # -- threads ------------------------------------------------------------------
+    # -- the reader ---------------------------------------------------------------
 
-    def _read_and_handle(self) -> None:
+    def _run_reader(self) -> None:
+        try:
+            stream = self._open()
+            if stream is None:
+                return
+            if self.workers > 1:
+                self._read_into_scheduler(stream)
+            else:
+                self._read_and_handle(stream)
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            with self._lock:
+                self._reading = False
+                self._work_ready.notify_all()  # idle workers see that nothing more comes
+            self._handler_thread_ended()
+
+    def _open(self) -> Optional[TaskEventStream]:
+        """Load the cursor and open the stream, unless stop() came first."""
+        # The store's cursor wins: options.cursor is only where a listener with
+        # nothing saved yet starts.
+        saved = self.cursor_store.load(self.name)
+        cursor = saved or self.options.cursor
+        with self._lock:
+            if self._stopping.is_set():
+                return None
+            self._tracker.cursor, self._cursor_saved = cursor, saved
+            self._stream = self._streams.stream_events(
+                replace(self.options, cursor=cursor),
+                retry=self.retry_policy,
+                on_happening=self._on_happening,
+                on_invalid=self._on_invalid,
+            )
+            return self._stream
+
+    def _read_and_handle(self, stream: TaskEventStream) -> None:
         """One worker: read, parse and handle on this one thread.
 
         Handing events to a second thread cost about 2 us per event (objects
-        made on one core and freed on another; docs/decisions.md).
+        made on one core and freed on another; docs/decisions.md). The
+        bookkeeping is inline: this thread is the only writer, and readers
+        take a snapshot; the lock is taken only to wake :meth:`wait_handled`.
         """
-        assert self._stream is not None
-        dispatch = self.registry.dispatch
-        complete = self._complete_one
+        dispatch = self._dispatcher()
+        complete = self._tracker.complete_next
         received = signals.event_received
         stopping = self._stopping
-        try:
-            for event in self._stream:
-                if stopping.is_set():
-                    return
-                complete(event, dispatch(event, sender=self, signal=received))
-        except Exception as exc:
-            self._fail(exc)
-        finally:
-            self._worker_ended()
-
-    def _read(self) -> None:
-        assert self._stream is not None
-        try:
-            for batch in self._stream.batches():
-                groups: dict[int, list[TaskEvent]] = {}
+        clock = time.time
+        for event in stream:
+            if stopping.is_set():
+                return
+            result = dispatch(event, sender=self, signal=received)
+            complete(event.sequence, event.id)
+            self._handled += 1
+            if result.errors:
+                self._failures += len(result.errors)
+            self._last_event = event
+            self._last_event_at = clock()
+            if self._waiting:
                 with self._lock:
-                    for event in batch:
-                        self._pending[event.sequence] = [event.id, False]
-                        groups.setdefault(self._assign(event.task_id), []).append(event)
-                for worker, events in groups.items():
-                    if not self._queues[worker].put(events, self._stopping):
+                    self._progress.notify_all()
+
+    def _read_into_scheduler(self, stream: TaskEventStream) -> None:
+        tracker, scheduler, capacity = self._tracker, self._scheduler, self.queue_size
+        for batch in stream.batches():
+            with self._lock:
+                for event in batch:
+                    while tracker.outstanding >= capacity and not self._stopping.is_set():
+                        self._work_ready.notify_all()  # what was put so far
+                        self._room.wait()
+                    if self._stopping.is_set():
                         return
-        except Exception as exc:
-            self._fail(exc)
-        finally:
-            for worker_queue in self._queues:
-                worker_queue.put_stop()
+                    tracker.begin(event.sequence, event.id)
+                    scheduler.put(event.task_id, event)
+                self._work_ready.notify_all()
 
-    def _assign(self, task_id: Optional[str]) -> int:
-        """The worker for an event of ``task_id`` (called with the lock held)."""
-        slot = self._task_slots.get(task_id)
-        if slot is None:
-            load = self._worker_load
-            slot = self._task_slots[task_id] = [load.index(min(load)), 0]
-        slot[1] += 1
-        self._worker_load[slot[0]] += 1
-        return slot[0]
+    # -- workers (workers > 1) --------------------------------------------------------
 
-    def _work(self, events: _BatchQueue) -> None:
-        dispatch = self.registry.dispatch
-        stopping = self._stopping
+    def _run_worker(self) -> None:
+        dispatch = self._dispatcher()
         try:
             while True:
-                batch = events.get()
-                if batch is None:
+                taken = self._take_work()
+                if taken is None:
                     return
-                for event in batch:
-                    if stopping.is_set():
-                        return
-                    self._complete(
-                        event, dispatch(event, sender=self, signal=signals.event_received)
-                    )
+                task, events = taken
+                handled = 0
+                try:
+                    for event in events:
+                        if not self._may_handle(event):
+                            break
+                        result = dispatch(event, sender=self, signal=signals.event_received)
+                        handled += 1
+                        self._completed(event, result)
+                except BaseException as exc:
+                    # Before the batch goes back: no other worker may take the
+                    # event this one was handling.
+                    self._fail(exc)
+                    return
+                finally:
+                    with self._lock:
+                        self._scheduler.done(task, events[handled:])
+                        self._work_ready.notify_all()
         finally:
-            self._worker_ended()
+            self._handler_thread_ended()
 
-    def _worker_ended(self) -> None:
+    def _take_work(self) -> Optional[tuple[Optional[str], list[TaskEvent]]]:
+        """The next task's batch for this worker, waiting for one; None when done."""
         with self._lock:
-            self._running_workers -= 1
-            if self._running_workers == 0:
-                self._finished.set()
-                self._progress.notify_all()  # wait_handled() returns at once
+            while True:
+                if self._aborting:
+                    return None
+                stopping = self._stopping.is_set()
+                needed = self._tracker.needed if stopping else None
+                taken = self._scheduler.take(needed)
+                if taken is not None:
+                    return taken
+                if stopping:
+                    # Nothing needed now. An event still running may make more
+                    # needed when it completes: its worker takes those itself.
+                    return None
+                if not stopping and not self._reading and self._scheduler.idle:
+                    return None  # the stream ended and everything read is handled
+                self._work_ready.wait()
 
-    def _fail(self, exc: Exception) -> None:
-        self._error = exc
-        logger.error("listener %r stopped: %s", self.name, exc)
-
-    def _complete_one(self, event: TaskEvent, result: DispatchResult) -> None:
-        """Bookkeeping with one worker: events complete in stream order.
-
-        This thread is the only writer of these attributes, so they are set
-        without the lock (readers take a snapshot); the lock is taken only to
-        wake a thread in :meth:`wait_handled`.
-        """
-        self._handled += 1
-        if result.errors:
-            self._failures += len(result.errors)
-        self._last_event_at = time.time()
-        self._cursor = event.id
-        self._saved_sequence = event.sequence
-        self._save(event.id)
-        if self._waiting:
+    def _may_handle(self, event: TaskEvent) -> bool:
+        if self._aborting:
+            return False
+        if self._stopping.is_set():
             with self._lock:
-                self._progress.notify_all()
+                return self._tracker.needed(event.sequence)
+        return True
 
-    def _complete(self, event: TaskEvent, result: DispatchResult) -> None:
-        """Bookkeeping with several workers: advance over the handled prefix."""
+    def _completed(self, event: TaskEvent, result: DispatchResult) -> None:
         with self._lock:
             self._handled += 1
             self._failures += len(result.errors)
+            self._last_event = event
             self._last_event_at = time.time()
-            self._pending[event.sequence][1] = True
-            task_id = event.task_id
-            slot = self._task_slots[task_id]
-            self._worker_load[slot[0]] -= 1
-            slot[1] -= 1
-            if not slot[1]:
-                del self._task_slots[task_id]
-            advanced: Optional[tuple[int, str]] = None
-            while self._pending:
-                sequence, (event_id, done) = next(iter(self._pending.items()))
-                if not done:
-                    break
-                self._pending.popitem(last=False)
-                advanced = (sequence, event_id)
-            if advanced is None:  # sequences only grow: an advance is always forward
-                return
-            self._saved_sequence, self._cursor = advanced
-            if self._waiting:
+            if self._tracker.complete(event.sequence) and self._waiting:
                 self._progress.notify_all()
-            self._save(advanced[1])  # under the lock: saves stay in order
+            self._room.notify()
 
-    def _save(self, cursor: str) -> None:
+    # -- the keeper: saves off the event path, and the end ------------------------------
+
+    def _run_keeper(self) -> None:
         try:
-            self.cursor_store.save(self.name, cursor)
-        except Exception:
-            logger.exception("could not save the cursor of listener %r", self.name)
+            while not self._handlers_ended.wait(self.save_interval):
+                self._flush()
+            self._flush()
+        finally:
+            with self._lock:
+                self._set_state(
+                    ListenerState.FAILED if self._error is not None else ListenerState.STOPPED
+                )
+                self._finished.set()
+                self._progress.notify_all()
 
-    # -- happenings to signals ------------------------------------------------------
+    def _flush(self) -> None:
+        """Write the cursor to the store if it moved since the last write."""
+        with self._save_lock:
+            cursor = self._tracker.cursor
+            if cursor is None or cursor == self._cursor_saved:
+                return
+            try:
+                self.cursor_store.save(self.name, cursor)
+            except Exception:
+                logger.exception("listener %r could not save its cursor", self.name)
+                return
+            self._cursor_saved, self._saved_at = cursor, time.time()
+
+    def _handler_thread_ended(self) -> None:
+        with self._lock:
+            self._handler_threads_running -= 1
+            if self._handler_threads_running == 0:
+                self._handlers_ended.set()
+                self._progress.notify_all()  # wait_handled() returns at once
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _dispatcher(self) -> _Dispatch:
+        dispatch: _Dispatch = self.registry.dispatch
+        make_context = self._handler_context
+        if make_context is None:
+            return dispatch
+
+        def dispatch_in_context(event: TaskEvent, **kwargs: Any) -> DispatchResult:
+            try:
+                with make_context(event):
+                    return dispatch(event, **kwargs)
+            except Exception as exc:  # the context itself failed: reported like a handler
+                logger.error("handler_context failed on event %s", event.id, exc_info=exc)
+                self._send(signals.handler_failed, event=event, handler=make_context, error=exc)
+                return DispatchResult(0, ((make_context, exc),))
+
+        return dispatch_in_context
+
+    def _fail(self, exc: BaseException) -> None:
+        """Record why the listener ends. A non-``Exception`` (``SystemExit`` from a
+        handler...) also stops dispatching at once: nothing more is handled."""
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+                self._last_error = f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, Exception):
+                self._aborting = True
+                self._stopping.set()
+            stream = self._stream
+            self._wake_all()
+        if isinstance(exc, Exception):
+            logger.error("listener %r stopped: %s", self.name, exc)
+        else:
+            kind = type(exc).__name__
+            logger.error("listener %r stopped: a handler or receiver raised %s", self.name, kind)
+        if stream is not None:
+            stream.close()
+
+    def _set_state(self, state: ListenerState) -> None:
+        """Called with the lock held."""
+        if state is not self._state and not self._state.is_final:
+            self._state, self._since = state, time.time()
+
+    def _wake_all(self) -> None:
+        """Called with the lock held."""
+        self._work_ready.notify_all()
+        self._room.notify_all()
+        self._progress.notify_all()
+
+    # -- happenings to state, logs and signals ----------------------------------------
 
     def _on_happening(self, happening: Happening) -> None:
         if isinstance(happening, Comment):
@@ -461,10 +628,20 @@ class Listener:
         elif isinstance(happening, Connected):
             with self._lock:
                 self._connections += 1
+                if not self._stopping.is_set():
+                    self._set_state(ListenerState.CONNECTED)
+            self._connection_log.connected(happening.url, happening.last_event_id)
             self._send(signals.connected, url=happening.url, cursor=happening.last_event_id)
         elif isinstance(happening, Disconnected):
             self._send(signals.disconnected, reason=happening.reason, error=happening.error)
         elif isinstance(happening, Retrying):
+            with self._lock:
+                self._connection_failures += 1
+                if happening.error is not None:
+                    self._last_error = f"{type(happening.error).__name__}: {happening.error}"
+                if not self._stopping.is_set():
+                    self._set_state(ListenerState.RETRYING)
+            self._connection_log.failed(happening.error, happening.delay)
             self._send(
                 signals.retrying,
                 delay=happening.delay,
@@ -485,6 +662,9 @@ class Listener:
 
     def _on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
         # Runs between two bytecodes of the main thread, which may be inside
-        # _finished.wait() holding that Event's lock: only set a flag here;
-        # run_forever() sees it within 0.25 s and stops.
-        self._signalled = True
+        # _finished.wait() holding that Event's lock: only count here;
+        # run_forever() sees it within 0.25 s and stops. A second signal, while
+        # the stop waits for handlers, exits at once.
+        self._signals_received += 1
+        if self._signals_received > 1:
+            raise SystemExit(128 + signum)

@@ -5,14 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Protocol, Union
 
 from .errors import InvalidEventError
 from .event_types import WIRE_TYPES, EventType
 from .models import TaskEvent, parse_event
-from .sse import EventSource, ServerSentEvent
+from .sse import EventSource, Happening, RetryPolicy, ServerSentEvent
 
-__all__ = ["DEFAULT_STREAM_READ_TIMEOUT", "StreamOptions", "TaskEventStream", "read_timeout_for"]
+__all__ = [
+    "DEFAULT_STREAM_READ_TIMEOUT",
+    "StreamOpener",
+    "StreamOptions",
+    "TaskEventStream",
+    "read_timeout_for",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -216,3 +222,21 @@ class TaskEventStream:
 
     def __repr__(self) -> str:
         return f"<TaskEventStream cursor={self._cursor!r} {'closed' if self.closed else 'open'}>"
+
+
+class StreamOpener(Protocol):
+    """What opens a typed stream: the one method a
+    :class:`~agentstream.Listener` and a :class:`~agentstream.Task` need of a
+    :class:`~agentstream.Client` (so that neither imports the client)."""
+
+    def stream_events(
+        self,
+        options: Optional[StreamOptions] = None,
+        *,
+        retry: Optional[RetryPolicy] = None,
+        on_happening: Optional[Callable[[Happening], None]] = None,
+        on_invalid: Optional[Callable[[InvalidEventError], None]] = None,
+    ) -> TaskEventStream:
+        """Open a stream of typed events (see :meth:`Client.stream_events
+        <agentstream.Client.stream_events>`)."""
+        ...

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, Protocol
 
 from .event_types import EventType, TaskStatus
 from .models import TaskEvent, TaskSnapshot
-from .stream import StreamOptions
+from .stream import StreamOpener, StreamOptions, TaskEventStream
 
-if TYPE_CHECKING:
-    from .client import Client
+__all__ = ["Task", "TaskAPI"]
 
-__all__ = ["Task"]
+
+class TaskAPI(StreamOpener, Protocol):
+    """What a :class:`Task` needs of a :class:`~agentstream.Client`: fetching,
+    stopping and streaming a task (so that this module does not import the client)."""
+
+    def get_task(self, task_id: str) -> Task:
+        """Fetch a task."""
+        ...
+
+    def stop_task(self, task_id: str) -> Task:
+        """Cancel a task."""
+        ...
 
 
 class Task:
@@ -26,12 +36,12 @@ class Task:
     follows it live.
     """
 
-    def __init__(self, client: Client, snapshot: TaskSnapshot) -> None:
+    def __init__(self, client: TaskAPI, snapshot: TaskSnapshot) -> None:
         self._client = client
         self._snapshot = snapshot
 
     @classmethod
-    def from_json(cls, client: Client, data: Any) -> Task:
+    def from_json(cls, client: TaskAPI, data: Any) -> Task:
         """Build a task from the server's JSON answer."""
         return cls(client, TaskSnapshot.model_validate(data))
 
@@ -115,7 +125,7 @@ class Task:
         return f"<Task {self.id} {self.identifier} {self.status.value}>"
 
 
-def _until_finished(stream: Any) -> Iterator[TaskEvent]:
+def _until_finished(stream: TaskEventStream) -> Iterator[TaskEvent]:
     with stream:
         for event in stream:
             yield event

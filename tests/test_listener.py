@@ -14,20 +14,23 @@ from typing import Any, Callable
 import pytest
 
 from agentstream import (
+    AuthenticationError,
     Client,
     EventType,
+    Listener,
     Registry,
-    RetryBudgetExhaustedError,
     RetryPolicy,
     SQLiteCursorStore,
     StreamOptions,
     TaskEvent,
     signals,
 )
+from agentstream.health import ListenerState
 from agentstream.server import ReferenceServer
 from agentstream.testing import EventRecorder, listening
 
 from .scripted_server import ScriptedServer, never_answers
+from .waiting import wait_until
 
 
 def publish_chunks(server: ReferenceServer, count: int, task_id: str) -> list[dict[str, Any]]:
@@ -218,12 +221,11 @@ def test_backpressure_makes_the_reader_wait_and_loses_nothing(
     with listening(agentstream_client, registry, workers=workers, queue_size=2) as listener:
         published = publish_chunks(agentstream_server, 50, task_id)
         if workers > 1:
-            # With the handler blocked, at most queue_size events wait: the reader is
-            # held. The task's events all go to the first worker, the least loaded.
-            waiting = listener._queues[0]
-            with waiting._cond:
-                assert waiting._cond.wait_for(lambda: waiting._events == 2, timeout=5)
-            assert sum(q.qsize() for q in listener._queues) == 2
+            # With the handler blocked, at most queue_size events are read ahead
+            # of the cursor: the reader is held, however many the server sent.
+            assert wait_until(lambda: listener.health().pending == 2)
+            for _ in range(20):
+                assert listener.health().pending == 2
         # (With one worker the reader runs the handler itself: it reads nothing meanwhile.)
         release.set()
         assert listener.wait_handled(published[-1]["sequence"])
@@ -389,24 +391,27 @@ def test_a_raising_signal_receiver_is_logged_and_the_others_still_run(
     assert "receiver bug in second" in caplog.text
 
 
-def test_a_spent_retry_budget_fails_the_listener() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
+def test_an_error_that_is_not_retried_fails_the_listener(server: ScriptedServer) -> None:
+    unauthorized = b'{"error": {"code": "unauthorized", "message": "bad key"}}'
+    server.script("/task-events/stream", lambda conn: conn.respond(401, unauthorized))
     failed: list[BaseException] = []
-    client = Client(
-        f"http://127.0.0.1:{port}", "k", retry=RetryPolicy(initial_delay=0.01, max_attempts=1)
-    )
+    client = Client(server.url(""), "k")
     listener = client.listen(registry=Registry())
 
     def on_failed(sender: Any, **kwargs: Any) -> None:
         failed.append(kwargs["error"])
 
-    gives_up = pytest.raises(SystemExit, match="stopped: gave up after 2 failed attempt")
-    with client, signals.failed.connected_to(on_failed, sender=listener), gives_up:
+    fails = pytest.raises(SystemExit, match="failed: AuthenticationError")
+    with client, signals.failed.connected_to(on_failed, sender=listener), fails:
         listener.run_forever()
-    assert isinstance(listener.error, RetryBudgetExhaustedError)
+    assert isinstance(listener.error, AuthenticationError)
     assert failed == [listener.error]
     assert not listener.running
+    health = listener.health()
+    assert health.state == ListenerState.FAILED
+    assert health.last_error is not None
+    assert "AuthenticationError" in health.last_error
+    assert not health.ok
 
 
 def test_listener_misuse_is_reported_clearly(agentstream_client: Client) -> None:
@@ -416,37 +421,6 @@ def test_listener_misuse_is_reported_clearly(agentstream_client: Client) -> None
     with listener, pytest.raises(RuntimeError, match="already started"):
         listener.start()
     assert "stopped" in repr(listener)
-
-
-def test_the_batch_queue_keeps_order_and_never_holds_more_than_its_capacity() -> None:
-    from agentstream.listener import _BatchQueue
-
-    events = _BatchQueue(3)
-    stopping = threading.Event()
-    batches = [list(range(n * 10, n * 10 + size)) for n, size in enumerate([1, 5, 2, 7, 3])]
-    received: list[int] = []
-    peak = [0]
-
-    def consume() -> None:
-        while True:
-            peak[0] = max(peak[0], events.qsize())
-            batch = events.get()
-            if batch is None:
-                return
-            received.extend(batch)
-
-    consumer = threading.Thread(target=consume)
-    consumer.start()
-    for batch in batches:
-        assert events.put(batch, stopping)
-    events.put_stop()
-    consumer.join(5)
-    assert received == [n for batch in batches for n in batch]
-    assert peak[0] <= 3
-    full = _BatchQueue(1)
-    assert full.put([1], stopping)
-    stopping.set()
-    assert not full.put([2], stopping)  # no room, and stopping: gives up instead of waiting
 
 
 def test_the_stored_cursor_wins_over_the_options_cursor(
@@ -490,5 +464,347 @@ def test_stop_is_prompt_while_the_server_has_not_answered_yet(server: ScriptedSe
         started = time.monotonic()
         assert listener.stop(timeout=2.0)
         assert time.monotonic() - started < 1.0
+    finally:
+        client.close()
+
+
+# -- durable cursors off the event path -------------------------------------------
+
+
+class CountingStore(SQLiteCursorStore):
+    """An SQLite store that counts its writes and can be made to wait in one."""
+
+    def __init__(self, path: Any) -> None:
+        super().__init__(path)
+        self.saves: list[str] = []
+
+    def save(self, name: str, cursor: str) -> None:
+        super().save(name, cursor)
+        self.saves.append(cursor)
+
+
+def test_the_cursor_is_saved_at_most_every_save_interval_and_on_stop(
+    tmp_path: Any, agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    store = CountingStore(tmp_path / "c.sqlite3")
+    registry, recorder = chunk_recorder()
+    task_id = new_task(agentstream_server)
+    started = time.monotonic()
+    with listening(
+        agentstream_client, registry, cursor_store=store, name="n", save_interval=0.2
+    ) as listener:
+        published = publish_chunks(agentstream_server, 300, task_id)
+        assert listener.wait_handled(published[-1]["sequence"])
+        handled_in = time.monotonic() - started
+        # Saved by the keeper within an interval, without any event coming.
+        assert wait_until(lambda: store.load("n") == published[-1]["id"], timeout=2)
+    elapsed = time.monotonic() - started
+    assert len(recorder.events) == 300
+    # One write per interval at most (plus the one on stop), not one per event.
+    assert len(store.saves) <= elapsed / 0.2 + 2, (len(store.saves), handled_in)
+    assert store.saves == sorted(store.saves, key=lambda c: [e["id"] for e in published].index(c))
+    assert listener.cursor_saved == published[-1]["id"]
+    store.close()
+
+
+def test_a_clean_stop_saves_the_last_handled_event_at_once(
+    tmp_path: Any, agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    store = CountingStore(tmp_path / "c.sqlite3")
+    registry, _ = chunk_recorder()
+    task_id = new_task(agentstream_server)
+    # An interval longer than the test: only the stop can have saved it.
+    with listening(
+        agentstream_client, registry, cursor_store=store, name="n", save_interval=3600
+    ) as listener:
+        published = publish_chunks(agentstream_server, 5, task_id)
+        assert listener.wait_handled(published[-1]["sequence"])
+        assert store.saves == []
+    assert store.saves == [published[-1]["id"]]
+    assert listener.health().cursor_saved == published[-1]["id"]
+    store.close()
+
+
+# -- never giving up, and saying so -----------------------------------------------------
+
+
+def test_a_listener_has_no_retry_budget_by_default() -> None:
+    with Client("http://127.0.0.1:9", "k") as client:
+        policy = client.listen(registry=Registry()).retry_policy
+        assert policy.max_elapsed is None
+        assert policy.max_attempts is None
+        assert policy.max_delay == client.retry.max_delay  # the client's backoff
+        # ... while one-shot streams keep the client's budget.
+        assert client.retry.max_elapsed == RetryPolicy.default().max_elapsed == 300.0
+    assert Listener(client).retry_policy == RetryPolicy.forever()
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_a_listener_outlives_the_retry_budget_and_delivers_once_the_server_is_up(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # nobody listens here until the server starts
+    budget = 0.3
+    policy = RetryPolicy(initial_delay=0.01, max_delay=0.05, max_elapsed=budget)
+    server = ReferenceServer(tmp_path / "log.sqlite3", port=port)
+    # The server's key, known before it starts: its api_key is made at construction.
+    client = Client(f"http://127.0.0.1:{port}", server.api_key, retry=policy)
+    registry, recorder = chunk_recorder()
+    listener = client.listen(StreamOptions(event_types=["message.chunk"]), registry=registry)
+    caplog.set_level("INFO", logger="agentstream.listener")
+    started = time.monotonic()
+    try:
+        listener.start()
+        # Past the client's budget, and still retrying.
+        assert wait_until(
+            lambda: (
+                time.monotonic() - started > 3 * budget
+                and listener.health().connection_failures >= 10
+            )
+        )
+        health = listener.health()
+        assert health.state == ListenerState.RETRYING
+        assert health.ok
+        assert listener.running
+        assert listener.error is None
+        assert health.last_error is not None
+        assert "ConnectionLostError" in health.last_error
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1  # the first failure, then at most one a minute
+        assert "lost its connection" in warnings[0].getMessage()
+        with server:
+            # An unscoped stream starts at the live end: publish once it is connected.
+            assert wait_until(lambda: listener.state == ListenerState.CONNECTED, timeout=10)
+            task_id = new_task(server)
+            published = publish_chunks(server, 5, task_id)
+            assert recorder.wait_for(count=5, timeout=10)
+            assert listener.wait_handled(published[-1]["sequence"])
+            assert listener.state == ListenerState.CONNECTED
+            listener.stop(5)
+    finally:
+        listener.stop(5)
+        client.close()
+    assert [e.id for e in recorder.events] == [e["id"] for e in published]
+    back = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert any("connected again" in line for line in back), back
+    assert server.api_key not in caplog.text
+
+
+def test_health_and_states_through_a_listeners_life(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    registry, _recorder = chunk_recorder()
+    listener = agentstream_client.listen(registry=registry)
+    assert listener.state == ListenerState.NEW
+    states = []
+    with listening(agentstream_client, registry) as listener:
+        states.append(listener.state)
+        task_id = new_task(agentstream_server)
+        published = publish_chunks(agentstream_server, 3, task_id)
+        assert listener.wait_handled(published[-1]["sequence"])
+        health = listener.health()
+    states.append(listener.state)
+    assert states == [ListenerState.CONNECTED, ListenerState.STOPPED]
+    assert health.state == ListenerState.CONNECTED
+    assert health.ok
+    assert health.events_handled == 4
+    assert health.pending == 0
+    assert health.cursor == published[-1]["id"]
+    assert health.lag is not None
+    assert 0 <= health.lag < 30
+    assert health.connection_failures == 0
+    assert health.reconnects == 0
+    assert not listener.health().ok  # stopped
+    assert "stopped" in repr(listener)
+
+
+# -- handlers that kill their thread -----------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.usefixtures("no_thread_leak")
+def test_a_handler_raising_systemexit_fails_the_listener_never_silently(
+    agentstream_server: ReferenceServer, agentstream_client: Client, workers: int
+) -> None:
+    registry = Registry()
+    handled: list[str] = []
+
+    @registry.on("message.chunk")
+    def exits(event: TaskEvent) -> None:
+        if event.data == "part 2":
+            raise SystemExit(3)
+        handled.append(str(event.data))
+
+    task_id = new_task(agentstream_server)
+    with listening(agentstream_client, registry, workers=workers) as listener:
+        published = publish_chunks(agentstream_server, 5, task_id)
+        assert listener.join(10)  # it ends by itself
+    assert listener.state == ListenerState.FAILED
+    assert not listener.running
+    assert isinstance(listener.error, SystemExit)
+    assert handled == ["part 0", "part 1"]  # nothing after the event that killed it
+    assert listener.cursor == published[1]["id"]  # part 2 is not marked handled
+    with pytest.raises(SystemExit, match="failed: SystemExit"):
+        listener.run_forever()
+
+
+def test_a_signal_receiver_raising_keyboardinterrupt_fails_the_listener(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    def interrupts(sender: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    task_id = new_task(agentstream_server)
+    receiver = signals.event_received.connected_to(interrupts)
+    with listening(agentstream_client, Registry(), workers=2) as listener, receiver:
+        publish_chunks(agentstream_server, 1, task_id)
+        assert listener.join(10)
+    assert listener.state == ListenerState.FAILED
+    assert isinstance(listener.error, KeyboardInterrupt)
+
+
+# -- several workers ---------------------------------------------------------------------
+
+
+def test_stop_then_start_with_several_workers_handles_nothing_twice_and_loses_nothing(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    registry = Registry()
+    release = threading.Event()
+    slow_started = threading.Event()
+    lock = threading.Lock()
+    handled: list[str] = []
+    slow_task, fast_task = new_task(agentstream_server), new_task(agentstream_server)
+
+    @registry.on("message.chunk")
+    def record(event: TaskEvent) -> None:
+        if event.task_id == slow_task and event.data == "part 0":
+            slow_started.set()
+            release.wait(10)
+        with lock:
+            handled.append(event.id)
+
+    first = agentstream_client.listen(registry=registry, workers=3, name="w")
+    with listening(agentstream_client, Registry()) as witness:
+        first.start()
+        assert agentstream_server.app.wait_open_streams(2, timeout=5)
+        slow = publish_chunks(agentstream_server, 3, slow_task)
+        assert slow_started.wait(5)
+        fast = publish_chunks(agentstream_server, 6, fast_task)  # handled beyond the gap
+        assert witness.wait_handled(fast[-1]["sequence"])
+        assert wait_until(lambda: len(handled) == 6)  # all of the fast task's events
+        stopper = threading.Thread(target=first.stop, args=(10,))
+        stopper.start()
+        assert wait_until(lambda: first.state == ListenerState.STOPPING)
+        release.set()  # the slow handler returns; the stop finishes what is needed
+        stopper.join(10)
+    assert not first.running
+    # The cursor covers every event handled: none of them is handled again.
+    assert first.cursor_saved == handled[-1] or first.cursor_saved in handled
+    later = publish_chunks(agentstream_server, 2, fast_task)
+    with listening(agentstream_client, registry, workers=3, name="w") as second:
+        assert second.wait_handled(later[-1]["sequence"])
+    everything = [e["id"] for e in slow + fast + later]
+    assert sorted(handled) == sorted(everything)  # each exactly once
+    assert len(handled) == len(set(handled))
+
+
+def test_a_stuck_handler_holds_only_its_task_and_memory_stays_bounded(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    registry = Registry()
+    release = threading.Event()
+    stuck_entered = threading.Event()
+    other_done: list[int] = []
+    lock = threading.Lock()
+    stuck_task = new_task(agentstream_server)
+    others = [new_task(agentstream_server) for _ in range(5)]
+
+    @registry.on("message.chunk")
+    def handle(event: TaskEvent) -> None:
+        if event.task_id == stuck_task:
+            stuck_entered.set()
+            release.wait(20)
+            return
+        with lock:
+            other_done.append(event.sequence)
+
+    queue_size = 10
+    with listening(agentstream_client, registry, workers=4, queue_size=queue_size) as listener:
+        stuck = agentstream_server.store.publish("message.chunk", "stuck", stuck_task)
+        assert stuck_entered.wait(5)
+        last = None
+        for n in range(60):
+            last = agentstream_server.store.publish("message.chunk", str(n), others[n % 5])
+        # The other tasks go on, on the free workers, up to queue_size events
+        # read ahead of the cursor (which cannot pass the stuck event).
+        assert wait_until(lambda: len(other_done) == queue_size - 1)
+        for _ in range(20):
+            health = listener.health()
+            assert health.pending <= queue_size
+            assert len(other_done) == queue_size - 1
+        assert listener.cursor != stuck["id"]
+        release.set()
+        assert last is not None
+        assert listener.wait_handled(last["sequence"])
+    assert sorted(other_done) == other_done or len(other_done) == 60
+    assert len(other_done) == 60
+
+
+# -- handler context, start/stop races ---------------------------------------------------------
+
+
+def test_handler_context_is_entered_around_each_events_handlers(
+    agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    import contextlib
+
+    trail: list[str] = []
+    registry = Registry()
+
+    @registry.on("message.chunk")
+    def handle(event: TaskEvent) -> None:
+        trail.append(f"handle {event.data}")
+
+    @contextlib.contextmanager
+    def context(event: TaskEvent) -> Any:
+        trail.append(f"enter {event.data}")
+        yield
+        trail.append(f"exit {event.data}")
+
+    task_id = new_task(agentstream_server)
+    with listening(agentstream_client, registry, handler_context=context) as listener:
+        published = publish_chunks(agentstream_server, 2, task_id)
+        assert listener.wait_handled(published[-1]["sequence"])
+    assert trail == [
+        "enter part 0",
+        "handle part 0",
+        "exit part 0",
+        "enter part 1",
+        "handle part 1",
+        "exit part 1",
+    ]
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_stop_racing_start_on_another_thread_is_prompt(server: ScriptedServer) -> None:
+    server.script("/task-events/stream", never_answers)
+    client = Client(server.url(""), "k")
+    try:
+        for _ in range(20):
+            listener = client.listen(registry=Registry())
+            starter = threading.Thread(target=listener.start)
+            starter.start()
+            started = time.monotonic()
+            assert listener.stop(timeout=2.0)
+            starter.join(2)
+            assert time.monotonic() - started < 1.0
+            assert not listener.running
+        never_started = client.listen(registry=Registry())
+        assert never_started.stop(1)
+        never_started.start()  # stopped first: starts nothing
+        assert never_started.state == ListenerState.STOPPED
+        assert not never_started.running
     finally:
         client.close()

@@ -5,9 +5,7 @@ Needs the ``redis`` extra (redis-py), imported when a store is created.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import AgentStreamError, ConfigurationError, LeaseLostError, redact
@@ -138,12 +136,14 @@ class RedisCursorStore:
         if isinstance(url_or_client, str):
             self._secrets = _secrets_of_url(url_or_client)
             self._where = _redacted_url(url_or_client, self._secrets)
-            with self._redacting():
-                # Bounded socket waits, so that a renewal on a hung server fails
-                # in time to stop dispatching; options in the URL win.
-                self._redis: redis.Redis = redis.Redis.from_url(
-                    url_or_client, socket_timeout=5.0, socket_connect_timeout=5.0
-                )
+            # Bounded socket waits, so that a renewal on a hung server fails in
+            # time to stop dispatching; options in the URL win.
+            self._redis: redis.Redis = self._call(
+                redis.Redis.from_url,
+                url_or_client,
+                socket_timeout=5.0,
+                socket_connect_timeout=5.0,
+            )
         else:
             self._redis = url_or_client
             kwargs = url_or_client.connection_pool.connection_kwargs
@@ -161,22 +161,19 @@ class RedisCursorStore:
     def __repr__(self) -> str:
         return f"RedisCursorStore({self._where!r}, prefix={self.prefix!r})"
 
-    @contextmanager
-    def _redacting(self) -> Iterator[None]:
-        """Re-raise an error whose text holds the password with the password replaced
-        (redis-py puts connection details in some messages)."""
+    def _call(self, operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one redis-py call; an error whose text holds the password (redis-py
+        puts connection details in some messages) is re-raised with it replaced,
+        and without the original attached."""
         try:
-            yield
+            return operation(*args, **kwargs)
         except Exception as exc:
-            text = str(exc)
-            clean = redact(text, self._secrets)
-            if clean == text and not any(s in repr(exc.args) for s in self._secrets):
+            replacement = _redacted_error(exc, self._secrets)
+            if replacement is None:
                 raise
-            try:
-                replacement: Exception = type(exc)(clean)
-            except Exception:
-                replacement = AgentStreamError(clean)
-            raise replacement from None
+        # Raised outside the except block, so that the original (which holds the
+        # password) is not kept as the replacement's __context__.
+        raise replacement
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}:{name}"
@@ -186,18 +183,15 @@ class RedisCursorStore:
         return max(1, int(ttl * 1000))
 
     def load(self, name: str) -> Optional[str]:
-        with self._redacting():
-            value: Any = self._redis.get(self._key("cursor", name))
+        value = self._call(self._redis.get, self._key("cursor", name))
         return None if value is None else _text(value)
 
     def save(self, name: str, cursor: str) -> None:
-        with self._redacting():
-            self._redis.set(self._key("cursor", name), cursor)
+        self._call(self._redis.set, self._key("cursor", name), cursor)
 
     def acquire(self, name: str, holder: str, ttl: float) -> Optional[int]:
         keys = [self._key("lease", name), self._key("token", name)]
-        with self._redacting():
-            reply: Any = self._acquire(keys=keys, args=[holder, self._ttl_ms(ttl)])
+        reply = self._call(self._acquire, keys=keys, args=[holder, self._ttl_ms(ttl)])
         if reply is None:
             return None
         token, new_grant = int(reply[0]), bool(int(reply[1]))
@@ -205,33 +199,40 @@ class RedisCursorStore:
 
     def renew(self, name: str, holder: str, token: int, ttl: float) -> bool:
         keys = [self._key("lease", name)]
-        with self._redacting():
-            reply: Any = self._renew(keys=keys, args=[holder, token, self._ttl_ms(ttl)])
+        reply = self._call(self._renew, keys=keys, args=[holder, token, self._ttl_ms(ttl)])
         return int(reply) == 1
 
     def release(self, name: str, holder: str, token: int) -> None:
-        with self._redacting():
-            self._release(keys=[self._key("lease", name)], args=[holder, token])
+        self._call(self._release, keys=[self._key("lease", name)], args=[holder, token])
 
     def save_fenced(self, name: str, cursor: str, token: int) -> None:
         keys = [self._key("cursor", name), self._key("token", name)]
-        with self._redacting():
-            reply: Any = self._save_fenced(keys=keys, args=[cursor, token])
+        reply = self._call(self._save_fenced, keys=keys, args=[cursor, token])
         if int(reply[0]) != 1:
             current = int(reply[1]) if len(reply) > 1 else None
             raise LeaseLostError(name, token, current)
 
     def lease_holder(self, name: str) -> Optional[tuple[str, int, float]]:
-        with self._redacting():
-            reply: Any = self._lease_holder(keys=[self._key("lease", name)])
+        reply = self._call(self._lease_holder, keys=[self._key("lease", name)])
         if reply is None:
             return None
         return (_text(reply[0]), int(reply[1]), int(reply[2]) / 1000)
 
     def close(self) -> None:
         """Close the client's connections (also those of a client passed in)."""
-        with self._redacting():
-            self._redis.close()
+        self._call(self._redis.close)
+
+
+def _redacted_error(exc: Exception, secrets: tuple[str, ...]) -> Optional[Exception]:
+    """A copy of ``exc`` with every secret replaced, or None if it shows none."""
+    text = str(exc)
+    if not any(secret in text or secret in repr(exc.args) for secret in secrets):
+        return None
+    clean = str(redact(text, secrets))
+    try:
+        return type(exc)(clean)
+    except Exception:  # an error class that takes other arguments
+        return AgentStreamError(clean)
 
 
 def _text(value: Any) -> str:

@@ -9,8 +9,9 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
-from typing import IO, Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 from ..errors import ConfigurationError, LeaseLostError
 
@@ -27,20 +28,20 @@ class _Lease(NamedTuple):
     expires_at: float  # time.monotonic()
 
 
-def _lock_exclusively(handle: IO[bytes]) -> bool:
-    """Take an exclusive, non-blocking OS lock on ``handle``; False if another holds it."""
+def _lock_exclusively(fd: int) -> bool:
+    """Take an exclusive, non-blocking OS lock on ``fd``; False if another holds it."""
     if sys.platform == "win32":
         import msvcrt
 
         try:
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         except OSError:
             return False
         return True
     import fcntl
 
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return False
     return True
@@ -77,7 +78,7 @@ class FileCursorStore:
     def __init__(self, path: Union[str, os.PathLike[str]]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._lock_file: Optional[IO[bytes]] = None
+        self._release_os_lock: Optional[weakref.finalize[Any, Any]] = None
         self._take_os_lock()
         self._remove_stray_temporaries()
         self._cursors, self._tokens = self._read()
@@ -89,20 +90,22 @@ class FileCursorStore:
     # -- the one-process lock ------------------------------------------------
 
     def _take_os_lock(self) -> None:
-        if self._lock_file is not None:
+        if self._release_os_lock is not None:
             # Inherited across fork(): the lock belongs to the open file the parent
             # shares; a fresh one must be taken, and fails while the parent holds it.
-            self._lock_file.close()
+            self._release_os_lock()
         lock_path = self.path.with_name(self.path.name + ".lock")
-        handle = open(lock_path, "a+b")  # noqa: SIM115 - held open for the store's life
-        if not _lock_exclusively(handle):
-            handle.close()
-            self._lock_file = None
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _lock_exclusively(fd):
+            os.close(fd)
+            self._release_os_lock = None
             raise ConfigurationError(
                 f"another process holds {self.path}; use SQLiteCursorStore or "
                 "RedisCursorStore for several processes"
             )
-        self._lock_file = handle
+        # Closing the descriptor drops the lock: on close(), or when the store is
+        # garbage-collected, so a forgotten store does not keep the file locked.
+        self._release_os_lock = weakref.finalize(self, os.close, fd)
         self._pid = os.getpid()
 
     def _check_process(self) -> None:
@@ -110,11 +113,10 @@ class FileCursorStore:
             self._take_os_lock()
 
     def close(self) -> None:
-        """Release the OS lock: another process may open the file afterwards."""
+        """Release the OS lock: another store or process may open the file afterwards."""
         with self._lock:
-            if self._lock_file is not None:
-                self._lock_file.close()
-                self._lock_file = None
+            if self._release_os_lock is not None:
+                self._release_os_lock()
 
     # -- reading and writing the file ----------------------------------------
 

@@ -28,12 +28,14 @@ __all__ = [
     "EventTooLargeError",
     "InsufficientScopeError",
     "InvalidEventError",
+    "LeaseLostError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
     "RedirectError",
     "RetryBudgetExhaustedError",
     "ServerError",
+    "StoreResetError",
     "StreamError",
     "error_for_response",
     "parse_retry_after",
@@ -333,3 +335,46 @@ def error_for_response(
     else:
         cls = _BY_STATUS.get(status, APIError)
     return cls(message, status=status, code=code, details=details, headers=headers)
+
+
+class LeaseLostError(AgentStreamError):
+    """A fenced cursor save was refused: a newer lease was granted on ``name``.
+
+    The listener that got it no longer holds the lease (it expired while the
+    process was paused, or it was released); another one may be handling the
+    stream now. It must stop at once and never move the cursor. ``token`` is
+    the token the save carried, ``current_token`` the newest one the store
+    granted (None when the store has no lease record at all).
+    """
+
+    def __init__(self, name: str, token: int, current_token: Optional[int]) -> None:
+        newest = "none" if current_token is None else str(current_token)
+        super().__init__(
+            f"lease on {name!r} lost: save with fencing token {token} refused, "
+            f"the newest token granted is {newest}"
+        )
+        self.name = name
+        self.token = token
+        self.current_token = current_token
+
+
+class StoreResetError(AgentStreamError):
+    """A cursor store lost its data: its token counter went backwards.
+
+    Raised by ``acquire`` when the store grants a token lower than (or equal to,
+    for a new grant) one the same store object returned before, as happens when
+    a Redis server is flushed or restarts without persistence. The saved cursor
+    is gone too; resuming from nothing would skip events silently, so the
+    listener fails instead. Restore the store's data, or decide explicitly
+    where to resume.
+    """
+
+    def __init__(self, name: str, token: int, highest_seen: int) -> None:
+        super().__init__(
+            f"the cursor store lost its data for {name!r}: it granted fencing token {token} "
+            f"after having granted {highest_seen}; its cursors and tokens were reset "
+            "(a flushed store, or a Redis restarted without persistence)"
+        )
+        self.name = name
+        self.token = token
+        self.highest_seen = highest_seen

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from .redis_server import RedisServer, RedisServers
 from .scripted_server import ScriptedServer
 from .server_fixtures import ServerFactory
 
@@ -40,3 +41,24 @@ def servers(tmp_path: Path) -> Iterator[ServerFactory]:
         yield factory
     finally:
         factory.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real Redis server (AOF on) for the session; tests keep apart by key prefix."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_servers(tmp_path: Path) -> Iterator[RedisServers]:
+    """Redis servers of the test's own (to restart, flush, or run without AOF)."""
+    servers = RedisServers(tmp_path)
+    try:
+        yield servers
+    finally:
+        servers.close()

@@ -79,7 +79,7 @@ class MemoryCursorStore:
     def lease_holder(self, name: str) -> Optional[tuple[str, int, float]]:
         with self._lock:
             lease = self._leases.get(name)
-            left = None if lease is None else lease.expires_at - time.monotonic()
-        if lease is None or left is None or left <= 0:
-            return None
-        return (lease.holder, lease.token, left)
+            if lease is None:
+                return None
+            left = lease.expires_at - time.monotonic()
+        return (lease.holder, lease.token, left) if left > 0 else None

@@ -26,12 +26,11 @@ _SCHEMA = (
 class SQLiteCursorStore:
     """Cursors and leases in an SQLite database (WAL): several processes on one host.
 
-    Every lease operation and fenced save is one ``BEGIN IMMEDIATE``
-    transaction, so its check and its write cannot interleave with another
-    process's; ``load`` and ``save`` are single statements. Lease expiry is
-    judged by the host's ``time.time()``: share one database between
-    processes of one host only (SQLite over a network file system is neither
-    safe nor on one clock). A store used in a child after
+    Every operation is one ``BEGIN IMMEDIATE`` transaction, so the check and
+    the write of a lease grant or a fenced save cannot interleave with another
+    process's. Lease expiry is judged by the host's ``time.time()``: share one
+    database between processes of one host only (SQLite over a network file
+    system is neither safe nor on one clock). A store used in a child after
     ``os.fork()`` opens its own connection there.
     """
 
@@ -66,19 +65,12 @@ class SQLiteCursorStore:
         return conn
 
     @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """The connection, for this thread alone, opened anew after a fork."""
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._pid != os.getpid():
                 self._inherited.append(self._conn)
                 self._conn = self._connect()
-            yield self._conn
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction: the write lock is taken before
-        anything is read, so no other process can interleave."""
-        with self._connection() as conn:
+            conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -87,18 +79,13 @@ class SQLiteCursorStore:
                 raise
             conn.execute("COMMIT")
 
-    # load() and save() are one statement each, atomic by themselves in
-    # autocommit mode: an explicit BEGIN IMMEDIATE around them measured 10-20%
-    # slower (and save() is still on the event path of a Listener without
-    # save_interval). Operations that read and then write are transactions.
-
     def load(self, name: str) -> Optional[str]:
-        with self._connection() as conn:
+        with self._transaction() as conn:
             row = conn.execute("SELECT cursor FROM cursors WHERE name = ?", (name,)).fetchone()
         return None if row is None else str(row[0])
 
     def save(self, name: str, cursor: str) -> None:
-        with self._connection() as conn:
+        with self._transaction() as conn:
             self._write_cursor(conn, name, cursor)
 
     @staticmethod
@@ -164,7 +151,7 @@ class SQLiteCursorStore:
             self._write_cursor(conn, name, cursor)
 
     def lease_holder(self, name: str) -> Optional[tuple[str, int, float]]:
-        with self._connection() as conn:
+        with self._transaction() as conn:
             row = conn.execute(
                 "SELECT holder, token, expires_at FROM leases WHERE name = ?", (name,)
             ).fetchone()

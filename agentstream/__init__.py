@@ -11,7 +11,14 @@ import logging
 
 from . import signals
 from .client import DEFAULT_BASE_URL, Client
-from .cursors import CursorStore, FileCursorStore, MemoryCursorStore, SQLiteCursorStore
+from .cursors import (
+    CursorStore,
+    FileCursorStore,
+    LeaseStore,
+    MemoryCursorStore,
+    RedisCursorStore,
+    SQLiteCursorStore,
+)
 from .dispatch import Registry, default_registry, on, on_auth_event, on_event, on_unknown
 from .errors import (
     AgentStreamError,
@@ -23,15 +30,18 @@ from .errors import (
     ConnectionLostError,
     ContentTypeError,
     CursorExpiredError,
+    CursorMissingError,
     EventTooLargeError,
     InsufficientScopeError,
     InvalidEventError,
+    LeaseLostError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     RedirectError,
     RetryBudgetExhaustedError,
     ServerError,
+    StoreResetError,
     StreamError,
 )
 from .event_types import EventType, TaskEventType, TaskStatus, TaskUpdateEventType
@@ -75,12 +85,15 @@ __all__ = [
     "ConnectionLostError",
     "ContentTypeError",
     "CursorExpiredError",
+    "CursorMissingError",
     "CursorStore",
     "EventTooLargeError",
     "EventType",
     "FileCursorStore",
     "InsufficientScopeError",
     "InvalidEventError",
+    "LeaseLostError",
+    "LeaseStore",
     "Listener",
     "ListenerHealth",
     "ListenerState",
@@ -92,11 +105,13 @@ __all__ = [
     "PlanUpdated",
     "RateLimitError",
     "RedirectError",
+    "RedisCursorStore",
     "Registry",
     "RetryBudgetExhaustedError",
     "RetryPolicy",
     "SQLiteCursorStore",
     "ServerError",
+    "StoreResetError",
     "StreamError",
     "StreamOptions",
     "SubAgentTrigger",

@@ -20,7 +20,7 @@ from .errors import (
     secrets_in,
 )
 from .event_types import EventType
-from .listener import DEFAULT_SAVE_INTERVAL, HandlerContext, Listener
+from .listener import DEFAULT_LEASE_TTL, DEFAULT_SAVE_INTERVAL, HandlerContext, Listener
 from .models import TaskEvent
 from .sse import EventSource, Happening, RetryPolicy
 from .stream import StreamOptions, TaskEventStream, read_timeout_for
@@ -145,6 +145,9 @@ class Client:
         save_interval: float = DEFAULT_SAVE_INTERVAL,
         retry: Optional[RetryPolicy] = None,
         handler_context: Optional[HandlerContext] = None,
+        lease_ttl: Optional[float] = DEFAULT_LEASE_TTL,
+        on_missing_cursor: str = "live",
+        restart_after_fork: bool = False,
     ) -> Listener:
         """A :class:`~agentstream.listener.Listener` for this client's stream (not started).
 
@@ -157,14 +160,23 @@ class Client:
         A listener never gives up: without ``retry`` it reconnects with the
         client's backoff and no retry budget (errors that are not retried,
         such as 401 or 403, still end it). The cursor is written to the store
-        every ``save_interval`` seconds and on stop; see
-        :class:`~agentstream.listener.Listener` for the other arguments.
+        every ``save_interval`` seconds and on stop. With a ``cursor_store``
+        that supports leases (SQLite, Redis, Django, memory), the listener
+        holds a lease on ``name`` (``lease_ttl`` seconds, renewed) so that one
+        listener per name consumes across processes; the client's own
+        in-memory store takes none. See :class:`~agentstream.listener.Listener`
+        for the other arguments.
         """
         return Listener(
             self,
             options,
             registry=registry,
             cursor_store=cursor_store if cursor_store is not None else self._cursors,
+            # The client's implicit store is for resuming in-process, not for
+            # coordinating: two listeners of one client may share a name.
+            lease_ttl=lease_ttl if cursor_store is not None else None,
+            on_missing_cursor=on_missing_cursor,
+            restart_after_fork=restart_after_fork,
             name=name,
             workers=workers,
             queue_size=queue_size,

@@ -25,6 +25,7 @@ __all__ = [
     "ConnectionLostError",
     "ContentTypeError",
     "CursorExpiredError",
+    "CursorMissingError",
     "EventTooLargeError",
     "InsufficientScopeError",
     "InvalidEventError",
@@ -378,3 +379,19 @@ class StoreResetError(AgentStreamError):
         self.name = name
         self.token = token
         self.highest_seen = highest_seen
+
+
+class CursorMissingError(AgentStreamError):
+    """A listener with ``on_missing_cursor="error"`` found no cursor to resume from.
+
+    The store has nothing saved for ``name`` and no ``StreamOptions(cursor=...)``
+    was given, so an unscoped stream would start at the live end and skip
+    whatever happened before. Restore the store's data, or pass a cursor.
+    """
+
+    def __init__(self, name: str, store: str) -> None:
+        super().__init__(
+            f"listener {name!r}: {store} has no cursor for it and no StreamOptions(cursor=...) "
+            "was given; refusing to start at the live end (on_missing_cursor='error')"
+        )
+        self.name = name

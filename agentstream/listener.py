@@ -26,9 +26,13 @@ path, and once more when the listener stops.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
+import uuid
+import weakref
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from types import FrameType
@@ -38,17 +42,19 @@ from blinker import NamedSignal
 
 from . import signals
 from ._connection_log import ConnectionLog
+from ._leasing import LeaseClock
 from ._scheduling import TaskScheduler
 from ._tracking import CursorTracker
-from .cursors import CursorStore, MemoryCursorStore
+from .cursors import CursorStore, LeaseStore, MemoryCursorStore
 from .dispatch import DispatchResult, Registry, default_registry
-from .errors import InvalidEventError
+from .errors import CursorMissingError, InvalidEventError, LeaseLostError, StoreResetError
 from .health import ListenerHealth, ListenerState
 from .models import TaskEvent
 from .sse import Comment, Connected, Disconnected, Failed, Happening, Retrying, RetryPolicy
 from .stream import StreamOpener, StreamOptions, TaskEventStream
 
 __all__ = [
+    "DEFAULT_LEASE_TTL",
     "DEFAULT_SAVE_INTERVAL",
     "DEFAULT_STOP_TIMEOUT",
     "HandlerContext",
@@ -60,6 +66,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SAVE_INTERVAL = 1.0
 """Seconds between two cursor saves (``docs/decisions.md``: why one second)."""
+
+DEFAULT_LEASE_TTL = 15.0
+"""Seconds a lease lasts without renewal (``docs/decisions.md``: why 15)."""
 
 DEFAULT_STOP_TIMEOUT = 10.0
 """Seconds :meth:`Listener.run_forever` waits for running handlers on shutdown."""
@@ -113,6 +122,22 @@ class Listener:
     :param handler_context: called with each event; the context manager it
         returns is entered around that event's handlers (the Flask and Django
         integrations push their app context and database hygiene this way).
+    :param lease_ttl: with a :class:`~agentstream.cursors.LeaseStore` (SQLite,
+        Redis, Django, ...), the listener holds a lease on ``name`` before it
+        connects, so that one listener per name and store consumes, across
+        processes and hosts; the others wait in state ``standby`` and take
+        over when the lease expires or is released. Renewed every
+        ``lease_ttl / 4``; a holder that could not renew stops dispatching
+        ``lease_ttl * 3 / 4`` after its last renewal. None: no lease.
+    :param on_missing_cursor: what an unscoped listener does when the store
+        has no cursor for ``name`` and ``options.cursor`` is None: ``"live"``
+        starts at the live end (with a WARNING, as for a new subscription),
+        ``"error"`` fails with :class:`~agentstream.errors.CursorMissingError`
+        (for a deployment whose store must never come back empty).
+    :param restart_after_fork: in a process forked from one where this
+        listener was started, start it again (see ``docs/deploying.md``). Either
+        way the child's copy is reset to ``new``: never a listener that says
+        it runs with threads that did not survive the fork.
     """
 
     def __init__(
@@ -128,6 +153,9 @@ class Listener:
         save_interval: float = DEFAULT_SAVE_INTERVAL,
         retry: Optional[RetryPolicy] = None,
         handler_context: Optional[HandlerContext] = None,
+        lease_ttl: Optional[float] = DEFAULT_LEASE_TTL,
+        on_missing_cursor: str = "live",
+        restart_after_fork: bool = False,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -135,6 +163,8 @@ class Listener:
             raise ValueError("queue_size must be at least 1")
         if not save_interval > 0:
             raise ValueError("save_interval must be more than 0 seconds")
+        if on_missing_cursor not in ("live", "error"):
+            raise ValueError('on_missing_cursor must be "live" or "error"')
         self._streams = streams
         self.options = options or StreamOptions()
         self.registry = registry if registry is not None else default_registry
@@ -146,6 +176,18 @@ class Listener:
         self.retry_policy = retry or RetryPolicy.forever()
         self._handler_context = handler_context
 
+        self.on_missing_cursor = on_missing_cursor
+        self.restart_after_fork = restart_after_fork
+        store = self.cursor_store
+        self._lease_store: Optional[LeaseStore] = (
+            store if lease_ttl is not None and isinstance(store, LeaseStore) else None
+        )
+        self._lease_ttl = lease_ttl
+        self._fresh_state()
+        _ALL_LISTENERS.add(self)
+
+    def _fresh_state(self) -> None:
+        """Everything that lives while the listener runs (again after a fork)."""
         self._lock = threading.Lock()
         self._work_ready = threading.Condition(self._lock)  # workers wait for a task
         self._room = threading.Condition(self._lock)  # the reader waits for room
@@ -153,6 +195,7 @@ class Listener:
         self._waiting = 0  # threads in wait_handled(): notify only when someone waits
         self._stopping = threading.Event()
         self._aborting = False  # stop dispatching now: nothing more is handled
+        self._paused = False  # lease lost: nothing is handled until it is held again
         self._handlers_ended = threading.Event()  # reader and workers all ended
         self._finished = threading.Event()  # ... and the last save is done
         self._save_lock = threading.Lock()
@@ -165,7 +208,11 @@ class Listener:
         self._keeper: Optional[threading.Thread] = None
         self._handler_threads_running = 0
         self._reading = False
-        self._connection_log = ConnectionLog(name, logger)
+        self._connection_log = ConnectionLog(self.name, logger)
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease = LeaseClock(self._lease_ttl or DEFAULT_LEASE_TTL)
+        self._lease_deadline: Optional[float] = None  # the hot path's copy of valid_until
+        self._store_trouble_logged = False
 
         self._state = ListenerState.NEW
         self._since = time.time()
@@ -180,6 +227,7 @@ class Listener:
         self._last_event_at: Optional[float] = None
         self._cursor_saved: Optional[str] = None
         self._saved_at: Optional[float] = None
+        self._started_in_pid: Optional[int] = None
 
     # -- state ------------------------------------------------------------------
 
@@ -241,6 +289,7 @@ class Listener:
                 cursor=self._tracker.cursor,
                 cursor_saved=self._cursor_saved,
                 saved_at=self._saved_at,
+                lease_token=self._lease.token,
             )
 
     # -- control ----------------------------------------------------------------
@@ -255,6 +304,7 @@ class Listener:
                 self._finished.set()
                 return self
             self._state, self._since = ListenerState.CONNECTING, time.time()
+            self._started_in_pid = os.getpid()
             self._handler_threads_running = 1 + (self.workers if self.workers > 1 else 0)
             self._threads.append(
                 threading.Thread(
@@ -393,14 +443,20 @@ class Listener:
     # -- the reader ---------------------------------------------------------------
 
     def _run_reader(self) -> None:
+        """Terms: hold the lease (if any), open the stream, read it; a lost lease
+        ends the term and the listener stands by for the next one."""
         try:
-            stream = self._open()
-            if stream is None:
-                return
-            if self.workers > 1:
-                self._read_into_scheduler(stream)
-            else:
-                self._read_and_handle(stream)
+            while True:
+                if self._lease_store is not None and not self._take_lease():
+                    return  # stopped while standing by
+                stream = self._open()
+                if stream is not None:
+                    if self.workers > 1:
+                        self._read_into_scheduler(stream)
+                    else:
+                        self._read_and_handle(stream)
+                if not self._end_term():
+                    return
         except BaseException as exc:
             self._fail(exc)
         finally:
@@ -409,14 +465,68 @@ class Listener:
                 self._work_ready.notify_all()  # idle workers see that nothing more comes
             self._handler_thread_ended()
 
+    def _take_lease(self) -> bool:
+        """Wait in ``standby`` until the lease on ``name`` is granted; False if
+        stopped first. A store that lost its data raises StoreResetError."""
+        store, lease = self._lease_store, self._lease
+        assert store is not None
+        announced = False
+        while not self._stopping.is_set():
+            sent_at = time.monotonic()
+            try:
+                token = store.acquire(self.name, self._holder, lease.ttl)
+            except StoreResetError:
+                raise
+            except Exception as exc:  # the store is down: stand by and try again
+                token = None
+                with self._lock:
+                    self._last_error = f"{type(exc).__name__}: {exc}"
+                self._store_trouble("cannot reach its cursor store to take the lease", exc)
+            if token is not None:
+                with self._lock:
+                    lease.granted(token, sent_at)
+                    self._lease_deadline = lease.valid_until
+                    self._paused = False
+                    self._set_state(ListenerState.CONNECTING)
+                logger.info("listener %r holds the lease (fencing token %d)", self.name, token)
+                self._store_trouble_logged = False
+                return True
+            if not announced:
+                with self._lock:
+                    self._set_state(ListenerState.STANDBY)
+                holder = _describe_holder(store, self.name)
+                logger.info("listener %r standing by: the lease is held %s", self.name, holder)
+                announced = True
+            self._stopping.wait(lease.standby_poll)
+        return False
+
+    def _end_term(self) -> bool:
+        """After the stream of a term ended: True to stand by for another term
+        (the lease was lost), False when the listener is done."""
+        with self._lock:
+            if not self._paused or self._stopping.is_set():
+                return False
+            # Wait for the workers to hand back what they hold, then forget the
+            # term: the next one resumes from the store's cursor, which the new
+            # holder may have moved.
+            while self._scheduler.busy and not self._stopping.is_set():
+                self._work_ready.wait()
+            self._scheduler = TaskScheduler()
+            self._tracker = CursorTracker()
+            self._stream = None
+            self._set_state(ListenerState.STANDBY)
+        return True
+
     def _open(self) -> Optional[TaskEventStream]:
         """Load the cursor and open the stream, unless stop() came first."""
         # The store's cursor wins: options.cursor is only where a listener with
         # nothing saved yet starts.
         saved = self.cursor_store.load(self.name)
         cursor = saved or self.options.cursor
+        if cursor is None and self.options.task_id is None:
+            self._no_cursor()
         with self._lock:
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self._paused:  # stopped, or the lease just went
                 return None
             self._tracker.cursor, self._cursor_saved = cursor, saved
             self._stream = self._streams.stream_events(
@@ -426,6 +536,21 @@ class Listener:
                 on_invalid=self._on_invalid,
             )
             return self._stream
+
+    def _no_cursor(self) -> None:
+        """An unscoped stream with no cursor starts at the live end: never silently."""
+        store = type(self.cursor_store).__name__
+        if self.on_missing_cursor == "error":
+            raise CursorMissingError(self.name, store)
+        if not isinstance(self.cursor_store, MemoryCursorStore):
+            logger.warning(
+                "listener %r: %s has no cursor for it and no StreamOptions(cursor=...) was "
+                "given: starting at the live end (earlier events are not delivered). If the "
+                "store lost its data, stop and restore it; on_missing_cursor='error' refuses "
+                "to start instead",
+                self.name,
+                store,
+            )
 
     def _read_and_handle(self, stream: TaskEventStream) -> None:
         """One worker: read, parse and handle on this one thread.
@@ -440,8 +565,13 @@ class Listener:
         received = signals.event_received
         stopping = self._stopping
         clock = time.time
+        monotonic = time.monotonic
         for event in stream:
             if stopping.is_set():
+                return
+            deadline = self._lease_deadline
+            if deadline is not None and monotonic() >= deadline:
+                self._lose_lease("it was not renewed in time")
                 return
             result = dispatch(event, sender=self, signal=received)
             complete(event.sequence, event.id)
@@ -459,10 +589,10 @@ class Listener:
         for batch in stream.batches():
             with self._lock:
                 for event in batch:
-                    while tracker.outstanding >= capacity and not self._stopping.is_set():
+                    while tracker.outstanding >= capacity and not self._halted():
                         self._work_ready.notify_all()  # what was put so far
                         self._room.wait()
-                    if self._stopping.is_set():
+                    if self._halted():
                         return
                     tracker.begin(event.sequence, event.id)
                     scheduler.put(event.task_id, event)
@@ -504,6 +634,9 @@ class Listener:
             while True:
                 if self._aborting:
                     return None
+                if self._paused and not self._stopping.is_set():
+                    self._work_ready.wait()  # standing by: the next term brings work
+                    continue
                 stopping = self._stopping.is_set()
                 needed = self._tracker.needed if stopping else None
                 taken = self._scheduler.take(needed)
@@ -518,7 +651,11 @@ class Listener:
                 self._work_ready.wait()
 
     def _may_handle(self, event: TaskEvent) -> bool:
-        if self._aborting:
+        if self._aborting or self._paused:
+            return False
+        deadline = self._lease_deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            self._lose_lease("it was not renewed in time")
             return False
         if self._stopping.is_set():
             with self._lock:
@@ -538,10 +675,18 @@ class Listener:
     # -- the keeper: saves off the event path, and the end ------------------------------
 
     def _run_keeper(self) -> None:
+        period = self.save_interval
+        if self._lease_store is not None:
+            period = min(period, self._lease.renew_period / 2)
+        next_save = time.monotonic() + self.save_interval
         try:
-            while not self._handlers_ended.wait(self.save_interval):
-                self._flush()
+            while not self._handlers_ended.wait(period):
+                self._renew_lease()
+                if time.monotonic() >= next_save:
+                    self._flush()
+                    next_save = time.monotonic() + self.save_interval
             self._flush()
+            self._release_lease()
         finally:
             with self._lock:
                 self._set_state(
@@ -550,14 +695,91 @@ class Listener:
                 self._finished.set()
                 self._progress.notify_all()
 
+    def _renew_lease(self) -> None:
+        store, lease = self._lease_store, self._lease
+        if store is None or not lease.renewal_due(time.monotonic()):
+            return
+        token = lease.token
+        assert token is not None
+        sent_at = time.monotonic()
+        try:
+            renewed = store.renew(self.name, self._holder, token, lease.ttl)
+        except Exception as exc:
+            self._store_trouble("could not renew its lease", exc)
+            with self._lock:
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                lease.renewal_failed(time.monotonic())
+            if not lease.holds(time.monotonic()):
+                self._lose_lease("the store could not be reached to renew it")
+            return
+        if not renewed:
+            self._lose_lease("the store says another listener holds it now")
+            return
+        with self._lock:
+            if lease.token == token:
+                lease.granted(token, sent_at)
+                self._lease_deadline = lease.valid_until
+        self._store_trouble_logged = False
+
+    def _store_trouble(self, what: str, exc: Exception) -> None:
+        """A WARNING for the first failure to reach the store, DEBUG after it
+        until the store answers again (the keeper retries several times a second)."""
+        level = logging.DEBUG if self._store_trouble_logged else logging.WARNING
+        logger.log(level, "listener %r %s: %s", self.name, what, exc)
+        self._store_trouble_logged = True
+
+    def _release_lease(self) -> None:
+        store, token = self._lease_store, self._lease.token
+        if store is None or token is None:
+            return
+        with self._lock:
+            self._lease.lost()
+            self._lease_deadline = None
+        try:
+            store.release(self.name, self._holder, token)
+        except Exception as exc:
+            logger.warning("listener %r could not release its lease: %s", self.name, exc)
+
+    def _lose_lease(self, why: str) -> None:
+        """Stop dispatching at once and stand by: another listener may hold the
+        lease now. Called from any thread, at most once per term."""
+        with self._lock:
+            if self._paused or self._lease_store is None:
+                return
+            self._paused = True
+            token = self._lease.token
+            self._lease.lost()
+            self._lease_deadline = -1.0  # the hot path stops before the next event
+            stream = self._stream
+            self._wake_all()
+        logger.warning(
+            "listener %r lost its lease (fencing token %s): %s; it stopped dispatching "
+            "and stands by",
+            self.name,
+            token,
+            why,
+        )
+        if stream is not None:
+            stream.close()
+
     def _flush(self) -> None:
-        """Write the cursor to the store if it moved since the last write."""
+        """Write the cursor to the store if it moved since the last write; with a
+        lease, a fenced write that a newer holder's token refuses."""
         with self._save_lock:
             cursor = self._tracker.cursor
             if cursor is None or cursor == self._cursor_saved:
                 return
+            store, token = self._lease_store, self._lease.token
             try:
-                self.cursor_store.save(self.name, cursor)
+                if store is None:
+                    self.cursor_store.save(self.name, cursor)
+                elif token is None:
+                    return  # no lease: this listener may not move the cursor
+                else:
+                    store.save_fenced(self.name, cursor, token)
+            except LeaseLostError as exc:
+                self._lose_lease(str(exc))
+                return
             except Exception:
                 logger.exception("listener %r could not save its cursor", self.name)
                 return
@@ -614,6 +836,10 @@ class Listener:
         if state is not self._state and not self._state.is_final:
             self._state, self._since = state, time.time()
 
+    def _halted(self) -> bool:
+        """Called with the lock held: the reader must stop putting events."""
+        return self._stopping.is_set() or self._paused
+
     def _wake_all(self) -> None:
         """Called with the lock held."""
         self._work_ready.notify_all()
@@ -668,3 +894,37 @@ class Listener:
         self._signals_received += 1
         if self._signals_received > 1:
             raise SystemExit(128 + signum)
+
+
+def _describe_holder(store: LeaseStore, name: str) -> str:
+    try:
+        held = store.lease_holder(name)
+    except Exception:
+        return "by another listener"
+    if held is None:
+        return "by another listener"
+    holder, token, left = held
+    return f"by {holder} (token {token}, {left:.1f}s left)"
+
+
+# -- fork safety ---------------------------------------------------------------------
+
+_ALL_LISTENERS: weakref.WeakSet[Listener] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child, no listener thread survived: reset every listener that
+    was started in the parent to ``new`` (and restart those that asked)."""
+    for listener in list(_ALL_LISTENERS):
+        if listener._started_in_pid is None or listener._started_in_pid == os.getpid():
+            continue
+        listener._fresh_state()
+        if listener.restart_after_fork:
+            try:
+                listener.start()
+            except Exception:
+                logger.exception("listener %r could not restart after fork", listener.name)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

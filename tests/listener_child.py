@@ -32,6 +32,13 @@ class RecordingStore(SQLiteCursorStore):
 
     def save(self, name: str, cursor: str) -> None:
         super().save(name, cursor)
+        self._record(cursor)
+
+    def save_fenced(self, name: str, cursor: str, token: int) -> None:
+        super().save_fenced(name, cursor, token)
+        self._record(cursor)
+
+    def _record(self, cursor: str) -> None:
         with open(self.record, "a") as handle:
             handle.write(f"{cursor}\n")
 

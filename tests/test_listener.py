@@ -9,18 +9,22 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 
 from agentstream import (
     AuthenticationError,
     Client,
+    CursorMissingError,
     EventType,
+    LeaseLostError,
     Listener,
+    MemoryCursorStore,
     Registry,
     RetryPolicy,
     SQLiteCursorStore,
+    StoreResetError,
     StreamOptions,
     TaskEvent,
     signals,
@@ -472,7 +476,7 @@ def test_stop_is_prompt_while_the_server_has_not_answered_yet(server: ScriptedSe
 
 
 class CountingStore(SQLiteCursorStore):
-    """An SQLite store that counts its writes and can be made to wait in one."""
+    """An SQLite store that records its writes."""
 
     def __init__(self, path: Any) -> None:
         super().__init__(path)
@@ -480,6 +484,10 @@ class CountingStore(SQLiteCursorStore):
 
     def save(self, name: str, cursor: str) -> None:
         super().save(name, cursor)
+        self.saves.append(cursor)
+
+    def save_fenced(self, name: str, cursor: str, token: int) -> None:
+        super().save_fenced(name, cursor, token)
         self.saves.append(cursor)
 
 
@@ -808,3 +816,161 @@ def test_stop_racing_start_on_another_thread_is_prompt(server: ScriptedServer) -
         assert not never_started.running
     finally:
         client.close()
+
+
+# -- leases: one consumer per name --------------------------------------------------------
+
+
+class PartitionedStore(SQLiteCursorStore):
+    """A real SQLite store whose renewals can be made to fail, as when the
+    network to the store is cut while the process runs on."""
+
+    def __init__(self, path: Any) -> None:
+        super().__init__(path)
+        self.cut = threading.Event()
+
+    def _reach(self) -> None:
+        if self.cut.is_set():
+            raise ConnectionError("store unreachable")
+
+    def acquire(self, name: str, holder: str, ttl: float) -> Optional[int]:
+        self._reach()
+        return super().acquire(name, holder, ttl)
+
+    def renew(self, name: str, holder: str, token: int, ttl: float) -> bool:
+        self._reach()
+        return super().renew(name, holder, token, ttl)
+
+    def save_fenced(self, name: str, cursor: str, token: int) -> None:
+        self._reach()
+        super().save_fenced(name, cursor, token)
+
+
+def test_two_listeners_with_one_name_and_store_one_consumes_the_other_stands_by(
+    tmp_path: Any, agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    store = SQLiteCursorStore(tmp_path / "c.sqlite3")
+    handled: dict[str, list[str]] = {"first": [], "second": []}
+
+    def registry_for(key: str) -> Registry:
+        registry = Registry()
+        registry.on("message.chunk")(lambda event: handled[key].append(event.id))
+        return registry
+
+    task_id = new_task(agentstream_server)
+    start = publish_chunks(agentstream_server, 1, task_id)[0]["id"]
+    options = StreamOptions(event_types=["message.chunk"], cursor=start)
+    kwargs: dict[str, Any] = {"cursor_store": store, "name": "billing", "lease_ttl": 2.0}
+    first = agentstream_client.listen(options, registry=registry_for("first"), **kwargs)
+    second = agentstream_client.listen(options, registry=registry_for("second"), **kwargs)
+    with first:
+        assert wait_until(lambda: first.state == ListenerState.CONNECTED)
+        with second:
+            assert wait_until(lambda: second.state == ListenerState.STANDBY)
+            assert agentstream_server.app.open_streams == 1  # the standby does not connect
+            before = publish_chunks(agentstream_server, 5, task_id)
+            assert first.wait_handled(before[-1]["sequence"])
+            assert first.health().lease_token is not None
+            started = time.monotonic()
+            first.stop(5)  # a clean stop releases the lease at once
+            assert wait_until(lambda: second.state == ListenerState.CONNECTED, timeout=5)
+            assert time.monotonic() - started < 1.0
+            after = publish_chunks(agentstream_server, 5, task_id)
+            assert second.wait_handled(after[-1]["sequence"])
+    assert handled["first"] == [e["id"] for e in before]
+    assert handled["second"] == [e["id"] for e in after]  # resumed from the saved cursor
+    store.close()
+
+
+def test_a_holder_that_cannot_renew_stops_dispatching_before_its_lease_can_expire(
+    tmp_path: Any, agentstream_server: ReferenceServer, agentstream_client: Client
+) -> None:
+    store = PartitionedStore(tmp_path / "c.sqlite3")
+    registry, recorder = chunk_recorder()
+    task_id = new_task(agentstream_server)
+    start = publish_chunks(agentstream_server, 1, task_id)[0]["id"]
+    ttl = 1.2
+    listener = agentstream_client.listen(
+        StreamOptions(event_types=["message.chunk"], cursor=start),
+        registry=registry,
+        cursor_store=store,
+        name="n",
+        lease_ttl=ttl,
+    )
+    with listener:
+        assert wait_until(lambda: listener.state == ListenerState.CONNECTED)
+        first = publish_chunks(agentstream_server, 3, task_id)
+        assert listener.wait_handled(first[-1]["sequence"])
+        token = listener.health().lease_token
+        store.cut.set()
+        cut_at = time.monotonic()
+        assert wait_until(lambda: listener.state == ListenerState.STANDBY, timeout=5)
+        stopped_after = time.monotonic() - cut_at
+        # Stopped before the store could give the lease to anyone else.
+        holder = store.lease_holder("n")
+        assert holder is not None
+        assert holder[1] == token
+        assert stopped_after < ttl
+        handled_before = len(recorder.events)
+        publish_chunks(agentstream_server, 2, task_id)  # nobody dispatches these now
+        assert listener.health().lease_token is None
+        store.cut.clear()  # the store is back: it takes the lease again and resumes
+        assert wait_until(lambda: listener.state == ListenerState.CONNECTED, timeout=5)
+        assert recorder.wait_for(count=handled_before + 2)
+    assert listener.health().lease_token is None  # released on stop
+    store.close()
+
+
+def test_a_stale_holder_cannot_move_the_cursor(tmp_path: Any) -> None:
+    store = SQLiteCursorStore(tmp_path / "c.sqlite3")
+    old = store.acquire("n", "old", 0.2)
+    assert old is not None
+    assert wait_until(lambda: store.acquire("n", "new", 5.0) is not None)
+    new = store.lease_holder("n")
+    assert new is not None
+    store.save_fenced("n", "evt_new", new[1])
+    with pytest.raises(LeaseLostError):
+        store.save_fenced("n", "evt_old", old)
+    assert store.load("n") == "evt_new"
+    store.close()
+
+
+def test_a_store_that_lost_its_data_fails_the_listener_instead_of_skipping(
+    agentstream_client: Client,
+) -> None:
+    class ResetStore(MemoryCursorStore):
+        def acquire(self, name: str, holder: str, ttl: float) -> Optional[int]:
+            raise StoreResetError(name, 1, 7)
+
+    listener = agentstream_client.listen(registry=Registry(), cursor_store=ResetStore())
+    with listener:
+        assert listener.join(5)
+    assert listener.state == ListenerState.FAILED
+    assert isinstance(listener.error, StoreResetError)
+
+
+def test_on_missing_cursor_error_refuses_to_start_at_the_live_end(
+    tmp_path: Any, agentstream_client: Client
+) -> None:
+    store = SQLiteCursorStore(tmp_path / "empty.sqlite3")
+    listener = agentstream_client.listen(
+        registry=Registry(), cursor_store=store, on_missing_cursor="error"
+    )
+    with listener:
+        assert listener.join(5)
+    assert isinstance(listener.error, CursorMissingError)
+    assert listener.state == ListenerState.FAILED
+    with pytest.raises(ValueError, match="on_missing_cursor"):
+        agentstream_client.listen(on_missing_cursor="skip")
+    store.close()
+
+
+def test_a_missing_cursor_is_never_silent(
+    tmp_path: Any, agentstream_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SQLiteCursorStore(tmp_path / "empty.sqlite3")
+    with listening(agentstream_client, Registry(), cursor_store=store):
+        pass
+    assert "has no cursor for it" in caplog.text
+    assert "starting at the live end" in caplog.text
+    store.close()

@@ -182,3 +182,49 @@ def test_run_forever_exits_zero_on_ctrl_c_and_sigterm(
     assert child.returncode == 0, err
     assert "Traceback" not in err
     assert "stopped cleanly" in out
+
+
+FORK_SCRIPT = """
+import os, sys
+from agentstream import Client, Registry, StreamOptions
+client = Client(sys.argv[1], sys.argv[2])
+restart = sys.argv[3] == "restart"
+listener = client.listen(registry=Registry(), restart_after_fork=restart).start()
+pid = os.fork()
+if pid == 0:
+    print("child", listener.state.value, listener.running, flush=True)
+    if restart:
+        print("restarted", listener.running, listener.health().state.value != "new", flush=True)
+        listener.stop(5)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", listener.running, flush=True)
+listener.stop(5)
+"""
+
+
+@pytest.mark.parametrize("mode", ["reset", "restart"])
+def test_a_listener_is_never_a_zombie_after_fork(
+    agentstream_server: ReferenceServer, mode: str
+) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FORK_SCRIPT,
+            agentstream_server.url,
+            agentstream_server.api_key,
+            mode,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    if mode == "reset":
+        assert "child new False" in lines  # its threads did not survive: not "running"
+    else:
+        assert "restarted True True" in lines
+    assert "parent True" in lines  # the parent's listener is untouched

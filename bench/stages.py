@@ -22,7 +22,9 @@ Rows:
   which the regex path does not take;
 * validation: ``parse_event`` on each ``data`` field;
 * dispatch: ``Registry.dispatch`` of a parsed event to one handler, plus the
-  Listener's one-worker bookkeeping (cursor, counters, cursor store);
+  Listener's one-worker bookkeeping, as ``Listener._read_and_handle`` does it
+  per event (the stop check, ``CursorTracker.complete_next``, the counters;
+  no store write: the keeper thread saves the cursor off the event path);
 * parse + validate: ``feed`` then ``parse_event``, what the typed stream does.
 """
 
@@ -30,6 +32,7 @@ import argparse
 import io
 import platform
 import sys
+import time
 import timeit
 from collections.abc import Callable
 from pathlib import Path
@@ -88,12 +91,25 @@ def stages(n: int) -> dict[str, Callable[[], object]]:
         handled[:] = [event]
 
     listener = Client("http://127.0.0.1:9", "as_bench_key").listen(registry=registry)
-    dispatch, complete = registry.dispatch, listener._complete_one
+    dispatch, complete = listener._dispatcher(), listener._tracker.complete_next
     received = signals.event_received
+    stopping, clock = listener._stopping, time.time
 
     def dispatch_and_bookkeeping() -> None:
+        # The body of Listener._read_and_handle's loop, without the stream: the
+        # cursor in memory only (the keeper thread writes it to the store).
         for _ in range(n):
-            complete(sample, dispatch(sample, sender=listener, signal=received))
+            if stopping.is_set():
+                return
+            result = dispatch(sample, sender=listener, signal=received)
+            complete(sample.sequence, sample.id)
+            listener._handled += 1
+            if result.errors:
+                listener._failures += len(result.errors)
+            listener._last_event = sample
+            listener._last_event_at = clock()
+            if listener._waiting:
+                raise RuntimeError("nobody waits on this listener")
 
     def parse_and_validate() -> None:
         parser = SSEParser()

@@ -12,7 +12,8 @@ a temporary worktree and is "before". ``bench/peers.py``'s server serves
 last event delivered), clients and revisions alternate within each round, and
 the table gives medians and the ratio to the first row. Client keys are
 those of ``bench/peer_clients.py`` (``as-sse``, ``as-typed``,
-``as-listener``, ``launchdarkly``, ...), whose working-tree copy runs every
+``as-listener``, ``as-listener-sqlite``, ``as-listener-file``,
+``launchdarkly``, ...), whose working-tree copy runs every
 client: only agentstream itself comes from ``--base``. Peers are run once per
 round, not per revision.
 """
@@ -33,9 +34,9 @@ sys.path.insert(0, str(HERE))
 
 import peers  # noqa: E402  (bench/ is not a package)
 import wire  # noqa: E402
-from peer_clients import AGENTSTREAM  # noqa: E402
+from peer_clients import AGENTSTREAM, DURABLE  # noqa: E402
 
-AGENTSTREAM_KEYS = frozenset(spec.key for spec in AGENTSTREAM)
+AGENTSTREAM_KEYS = frozenset(spec.key for spec in (*AGENTSTREAM, *DURABLE))
 
 
 def flood(repo: Path, key: str, url: str, n: int) -> float:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 STREAM_PATH = "/task-events/stream"
@@ -41,6 +44,8 @@ the client to reconnect by itself after a cut, where it needs configuring."""
 
 RETRY_DELAYS: list[float] = []
 """Reconnect delays (seconds) that an agentstream client reported while resuming."""
+STORE_SAVES: list[int] = []
+"""Writes a durable-store Listener made to its cursor store (the last one on stop)."""
 
 
 # -- the clients: each factory imports its library and returns the runner --------
@@ -198,7 +203,10 @@ def agentstream_typed() -> Run:
     return run
 
 
-def agentstream_listener() -> Run:
+def agentstream_listener(store: Optional[str] = None) -> Run:
+    """The Listener with the client's in-memory cursor store, or with a durable
+    one (``store``: ``"sqlite"`` or ``"file"``, in a fresh temporary directory,
+    default ``save_interval``): the same flood, the same handler."""
     from agentstream import Client, Registry, signals
 
     def retrying(sender: object, delay: float, **_: object) -> None:
@@ -206,30 +214,76 @@ def agentstream_listener() -> Run:
 
     def run(base: str, on_event: OnEvent, resume: bool) -> None:
         registry = Registry()
+        last: list[str] = []
 
         @registry.on("task.updated")
         def handle(event: Any) -> None:
             if on_event(event):
+                last.append(event.id)
                 listener.stop()  # from its own thread: no event after this one is handled
 
         if resume:
             signals.retrying.connect(retrying, weak=False)
-        with Client(base, API_KEY) as client:
-            listener = client.listen(registry=registry)
-            listener.start()
-            try:
-                # Ends when the handler stops it, or by itself when the server
-                # answers a resume with 204.
-                if not listener.join(LISTENER_WAIT):
-                    raise RuntimeError(f"listener timed out: {listener!r}")
-            finally:
-                stopped = listener.stop(timeout=10)
-        if not stopped or listener.error is not None or listener.stats.invalid_events:
-            raise RuntimeError(
-                f"listener: stopped={stopped} error={listener.error!r} stats={listener.stats}"
-            )
+        scratch = tempfile.mkdtemp(prefix="agentstream-bench-") if store else None
+        try:
+            cursor_store = durable_store(store, Path(scratch)) if store and scratch else None
+            with Client(base, API_KEY) as client:
+                listener = client.listen(registry=registry, cursor_store=cursor_store)
+                listener.start()
+                try:
+                    # Ends when the handler stops it, or by itself when the server
+                    # answers a resume with 204.
+                    if not listener.join(LISTENER_WAIT):
+                        raise RuntimeError(f"listener timed out: {listener!r}")
+                finally:
+                    stopped = listener.stop(timeout=10)
+            if not stopped or listener.error is not None or listener.stats.invalid_events:
+                raise RuntimeError(
+                    f"listener: stopped={stopped} error={listener.error!r} stats={listener.stats}"
+                )
+            if cursor_store is not None:
+                # The store really holds the last event handled: nothing was skipped.
+                saved = cursor_store.load(listener.name)
+                STORE_SAVES.append(cursor_store.saves)
+                cursor_store.close()
+                if saved != listener.cursor or (last and saved != last[-1]):
+                    raise RuntimeError(f"store holds {saved!r}, cursor {listener.cursor!r}")
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch)
 
     return run
+
+
+class CountingStore:
+    """A durable cursor store, counting its saves (one method call more per save)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.saves = 0
+
+    def load(self, name: str) -> Optional[str]:
+        loaded: Optional[str] = self.inner.load(name)
+        return loaded
+
+    def save(self, name: str, cursor: str) -> None:
+        self.saves += 1
+        self.inner.save(name, cursor)
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
+
+
+def durable_store(kind: str, directory: Path) -> CountingStore:
+    from agentstream import FileCursorStore, SQLiteCursorStore
+
+    if kind == "sqlite":
+        return CountingStore(SQLiteCursorStore(directory / "cursors.sqlite3"))
+    if kind == "file":
+        return CountingStore(FileCursorStore(directory / "cursors.json"))
+    raise ValueError(f"unknown cursor store {kind!r}")
 
 
 @dataclass(frozen=True)
@@ -323,8 +377,27 @@ AGENTSTREAM = (
         distribution="agentstream",
     ),
 )
+DURABLE = (
+    Spec(
+        "as-listener-sqlite",
+        "agentstream Listener + 1 handler, SQLiteCursorStore",
+        lambda: agentstream_listener("sqlite"),
+        typed=True,
+        reconnects=True,
+        distribution="agentstream",
+    ),
+    Spec(
+        "as-listener-file",
+        "agentstream Listener + 1 handler, FileCursorStore",
+        lambda: agentstream_listener("file"),
+        typed=True,
+        reconnects=True,
+        distribution="agentstream",
+    ),
+)
+"""The Listener with a durable cursor store (``bench/durable.py``; not in ``peers.py``'s run)."""
 PARSERS = PEERS + AGENTSTREAM
-BY_KEY = {spec.key: spec for spec in PARSERS}
+BY_KEY = {spec.key: spec for spec in (*PARSERS, *DURABLE)}
 FLOORS = {
     "socket-floor": "raw socket floor (read to EOF)",
     "requests-floor": "requests iter_content(65536) floor (counts blank lines)",
@@ -492,16 +565,20 @@ def main(job: dict[str, Any]) -> dict[str, Any]:
     spec = BY_KEY[key]
     run = spec.make()  # imports the library: before any timing
     if test == "flood":
-        return flood(spec, run, base, job["n"])
-    if test == "delay":
-        return delay(spec, run, base)
-    if test == "trickle":
-        return trickle(spec, run, base, job["n"])
-    if test == "big":
-        return big(spec, run, base, job["size"])
-    if test == "resume":
-        return resume(spec, run, base, job["n"])
-    raise ValueError(f"unknown test {test!r}")
+        result = flood(spec, run, base, job["n"])
+    elif test == "delay":
+        result = delay(spec, run, base)
+    elif test == "trickle":
+        result = trickle(spec, run, base, job["n"])
+    elif test == "big":
+        result = big(spec, run, base, job["size"])
+    elif test == "resume":
+        result = resume(spec, run, base, job["n"])
+    else:
+        raise ValueError(f"unknown test {test!r}")
+    if STORE_SAVES:
+        result["store_saves"] = sum(STORE_SAVES)
+    return result
 
 
 def launcher() -> None:

@@ -1,0 +1,240 @@
+"""Durable cursors at full speed? The Listener with each cursor store, side by side.
+
+Run from the repository root::
+
+    .venv/bin/python bench/durable.py             # 100,000 events, 5 rounds (~3 min on 2 cores)
+    .venv/bin/python bench/durable.py --quick     # 20,000 events, 1 round (smoke run)
+    .venv/bin/python bench/durable.py --events 50000 --framings chunked,close
+
+The same flood (``bench/peers.py``'s server: valid ``task.updated`` envelopes,
+in the three framings), the same handler, through three Listeners of
+``bench/peer_clients.py``: the client's in-memory cursor store
+(``as-listener``), ``SQLiteCursorStore`` (``as-listener-sqlite``) and
+``FileCursorStore`` (``as-listener-file``), each durable store in a fresh
+temporary directory with the default ``save_interval``. Every measurement is a
+fresh process; within each round every framing and every client runs once,
+the clients in a rotated order. The report gives per framing the median
+events/s of each Listener, its ratio to the in-memory one (issue 12's target:
+at least 0.9), the rounds, and how many times the store was written (the last
+write is the one on stop, after the timed part); then the trickle latency
+(an event every 5 ms, each carrying its send time) of each Listener.
+
+The report (Markdown) goes to stdout and to ``bench/results/durable.md``;
+progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import peers  # noqa: E402  (bench/ is not a package)
+import wire  # noqa: E402
+from peer_clients import BY_KEY  # noqa: E402
+
+CLIENTS = ("as-listener", "as-listener-sqlite", "as-listener-file")
+"""The in-memory Listener first: the others' ratios are to it."""
+SHORT = {"as-listener": "in-memory", "as-listener-sqlite": "SQLite", "as-listener-file": "File"}
+TARGET = 0.9
+"""Issue 12: every durable store at least 0.9 × the in-memory Listener, every framing."""
+RESULTS = HERE / "results" / "durable.md"
+DEADLINE = 300.0
+"""Seconds a measurement may take before it is killed and the run fails."""
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one ``bench/peer_clients.py`` job in a fresh process; its result."""
+    done = subprocess.run(
+        [sys.executable, str(HERE / "peer_clients.py"), json.dumps(job)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    if done.returncode:
+        raise SystemExit(f"{job['client']} {job['test']} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def rotated(items: Sequence[str], by: int) -> list[str]:
+    by %= len(items)
+    return [*items[by:], *items[:by]]
+
+
+def floods(base: str, args: argparse.Namespace) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(framing, client) -> the flood results of every round."""
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for round_number in range(args.rounds):
+        wire.progress(f"-- flood round {round_number + 1}/{args.rounds}")
+        for framing in args.framings:
+            url = f"{base}/flood/{framing}/{args.events}"
+            for key in rotated(CLIENTS, round_number):
+                job = {"client": key, "test": "flood", "base": url, "n": args.events}
+                result = measure(job)
+                results.setdefault((framing, key), []).append(result)
+                rate = result["events"] / result["seconds"]
+                saves = result.get("store_saves", "")
+                wire.progress(f"{framing:9} {key:20} {rate:>11,.0f}/s  writes {saves}")
+    return results
+
+
+def trickles(base: str, args: argparse.Namespace) -> dict[tuple[str, str], list[float]]:
+    """(framing, client) -> the latencies (ms) of every round, past each one's warm-up."""
+    results: dict[tuple[str, str], list[float]] = {}
+    n = args.trickle_events
+    for round_number in range(args.trickle_rounds):
+        wire.progress(f"-- trickle round {round_number + 1}/{args.trickle_rounds}")
+        for framing in args.framings:
+            url = f"{base}/trickle/{framing}/{n}"
+            for key in rotated(CLIENTS, round_number):
+                result = measure({"client": key, "test": "trickle", "base": url, "n": n})
+                latencies = result["latencies_ms"][peers.TRICKLE_WARMUP :]
+                results.setdefault((framing, key), []).extend(latencies)
+                p50, p99 = peers.percentiles(latencies)
+                wire.progress(f"{framing:9} {key:20} trickle p50 {p50:.2f} ms p99 {p99:.2f} ms")
+    return results
+
+
+def report(
+    args: argparse.Namespace,
+    flood_results: dict[tuple[str, str], list[dict[str, Any]]],
+    trickle_results: dict[tuple[str, str], list[float]],
+    wall: float,
+) -> str:
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    lines = [
+        "# The Listener with durable cursor stores, beside the in-memory one",
+        "",
+        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {wall:.0f} s; "
+        f"load average at the end {load}",
+        f"- command: `{args.command}`",
+        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs (shared), "
+        f"Python {platform.python_version()}; agentstream {peers.source_state()}",
+        f"- {args.events:,}-event floods of `task.updated`, {args.rounds} interleaved round(s), "
+        "every measurement in its own process; one worker, one handler, default "
+        "`save_interval`; events/s from before the client is built to the last handler call",
+        "",
+        "## Throughput (events/s, median of the rounds)",
+        "",
+        "| framing | Listener | events/s | × in-memory | rounds (k/s) | store writes |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+    ratios: dict[tuple[str, str], float] = {}
+    for framing in args.framings:
+        first = statistics.median(rate_of(r) for r in flood_results[(framing, CLIENTS[0])])
+        for key in CLIENTS:
+            runs = flood_results[(framing, key)]
+            median = statistics.median(rate_of(r) for r in runs)
+            ratios[(framing, key)] = median / first
+            each = ", ".join(f"{rate_of(r) / 1000:.0f}" for r in runs)
+            saves = [r["store_saves"] for r in runs if "store_saves" in r]
+            writes = f"{min(saves)}–{max(saves)}" if saves else "(memory)"
+            lines.append(
+                f"| {framing} | {SHORT[key]} | {median:,.0f} | {median / first:.2f} | "
+                f"{each} | {writes} |"
+            )
+    lines += [
+        "",
+        "Store writes: per run, the periodic ones during the flood plus the one on stop.",
+        "",
+        f"## Target (issue 12): durable ≥ {TARGET} × in-memory, every framing",
+        "",
+    ]
+    for framing in args.framings:
+        for key in CLIENTS[1:]:
+            ratio = ratios[(framing, key)]
+            verdict = "MET" if ratio >= TARGET else "**MISSED**"
+            lines.append(f"- {verdict} {framing}, {SHORT[key]}: {ratio:.2f} × in-memory")
+    if trickle_results:
+        lines += [
+            "",
+            f"## Trickle latency ({args.trickle_events} events, one every "
+            f"{peers.TRICKLE_INTERVAL * 1000:.0f} ms, {args.trickle_rounds} round(s); "
+            f"the first {peers.TRICKLE_WARMUP} of each left out)",
+            "",
+            "From the server's send to the handler's call, ms.",
+            "",
+            "| framing | Listener | p50 | p99 | max |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for framing in args.framings:
+            for key in CLIENTS:
+                latencies = trickle_results[(framing, key)]
+                p50, p99 = peers.percentiles(latencies)
+                lines.append(
+                    f"| {framing} | {SHORT[key]} | {p50:.2f} | {p99:.2f} | {max(latencies):.2f} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def rate_of(result: dict[str, Any]) -> float:
+    return float(result["events"]) / float(result["seconds"])
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument("--events", type=int, help="events of each flood (100,000; quick 20,000)")
+    parser.add_argument("--rounds", type=int, help="interleaved flood rounds (5; quick 1)")
+    parser.add_argument(
+        "--framings",
+        default=",".join(wire.FRAMINGS),
+        help="comma-separated subset of: " + ", ".join(wire.FRAMINGS),
+    )
+    parser.add_argument(
+        "--trickle-events", type=int, help="trickle events, 5 ms apart (400; quick 100; 0: none)"
+    )
+    parser.add_argument("--trickle-rounds", type=int, default=1, help="trickle rounds (1)")
+    args = parser.parse_args(argv)
+    args.framings = [f.strip() for f in args.framings.split(",") if f.strip()]
+    unknown = sorted(set(args.framings) - set(wire.FRAMINGS))
+    if unknown or not args.framings:
+        parser.error(f"unknown framing(s) {unknown}; choose from {', '.join(wire.FRAMINGS)}")
+    if args.events is None:
+        args.events = 20_000 if args.quick else 100_000
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 5
+    if args.trickle_events is None:
+        args.trickle_events = 100 if args.quick else 400
+    if args.trickle_events and args.trickle_events <= peers.TRICKLE_WARMUP:
+        parser.error(f"--trickle-events must be 0 or above {peers.TRICKLE_WARMUP}")
+    given = argv if argv is not None else sys.argv[1:]
+    args.command = " ".join(["python", "bench/durable.py", *given])
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    missing = [key for key in CLIENTS if key not in BY_KEY]
+    if missing:
+        raise SystemExit(f"bench/peer_clients.py has no client {missing}")
+    started = time.perf_counter()
+    config = peers.ServerConfig(args.framings, args.events, resume_events=0, big_bytes=0)
+    wire.progress(f"building {args.events:,} events in the server process...")
+    with wire.server_process(peers.serve, config) as port:
+        base = f"http://127.0.0.1:{port}"
+        flood_results = floods(base, args)
+        trickle_results = trickles(base, args) if args.trickle_events else {}
+    text = report(args, flood_results, trickle_results, time.perf_counter() - started)
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text)
+    wire.progress(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -39,8 +39,9 @@ from peer_clients import AGENTSTREAM, DURABLE  # noqa: E402
 AGENTSTREAM_KEYS = frozenset(spec.key for spec in (*AGENTSTREAM, *DURABLE))
 
 
-def flood(repo: Path, key: str, url: str, n: int) -> float:
-    """Events/s of one flood run of ``key`` with ``repo``'s agentstream.
+def flood(repo: Path, key: str, url: str, n: int) -> tuple[float, float]:
+    """Events/s of one flood run of ``key`` with ``repo``'s agentstream, by the wall
+    clock and per CPU-second of the client process (all its threads).
 
     The client script is always the working tree's, so that only the library
     differs between the two revisions (an older ``peer_clients.py`` could time
@@ -59,7 +60,8 @@ def flood(repo: Path, key: str, url: str, n: int) -> float:
     if done.returncode:
         raise SystemExit(f"{key} ({repo}) failed:\n{done.stderr}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(result["events"]) / float(result["seconds"])
+    events = float(result["events"])
+    return events / float(result["seconds"]), events / float(result["cpu_seconds"])
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -85,24 +87,36 @@ def main(argv: Optional[list[str]] = None) -> None:
                     rows.append((f"{key} ({args.base})", key, before))
             config = peers.ServerConfig([args.framing], args.events, resume_events=0, big_bytes=0)
             rates: dict[str, list[float]] = {label: [] for label, _, _ in rows}
+            cpu_rates: dict[str, list[float]] = {label: [] for label, _, _ in rows}
             with wire.server_process(peers.serve, config) as port:
                 url = f"http://127.0.0.1:{port}/flood/{args.framing}/{args.events}"
                 for _ in range(args.rounds):
                     for label, key, repo in rows:
-                        rates[label].append(flood(repo, key, url, args.events))
+                        rate, cpu_rate = flood(repo, key, url, args.events)
+                        rates[label].append(rate)
+                        cpu_rates[label].append(cpu_rate)
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=True
             )
 
     print(f"{args.events:,} events, {args.framing}, {args.rounds} rounds, medians (events/s)\n")
-    print("| client | events/s | × first row | rounds (k/s) |")
-    print("|---|---:|---:|---|")
+    print("| client | events/s | × first row | rounds (k/s) | events per CPU-s | × first row |")
+    print("|---|---:|---:|---|---:|---:|")
     first = statistics.median(rates[rows[0][0]])
+    first_cpu = statistics.median(cpu_rates[rows[0][0]])
     for label, _, _ in rows:
         median = statistics.median(rates[label])
+        cpu = statistics.median(cpu_rates[label])
         each = ", ".join(f"{rate / 1000:.0f}" for rate in rates[label])
-        print(f"| {label} | {median:,.0f} | {median / first:.2f} | {each} |")
+        print(
+            f"| {label} | {median:,.0f} | {median / first:.2f} | {each} | "
+            f"{cpu:,.0f} | {cpu / first_cpu:.2f} |"
+        )
+    print(
+        "\nEvents per CPU-s: the events over the client process's CPU time in the same "
+        "window (load elsewhere on the machine moves it less than the wall clock)."
+    )
 
 
 if __name__ == "__main__":

@@ -257,7 +257,9 @@ def agentstream_listener(store: Optional[str] = None) -> Run:
                 # The store really holds the last event handled: nothing was skipped.
                 saved = cursor_store.load(listener.name)
                 STORE_SAVES.append(cursor_store.saves)
-                cursor_store.close()
+                close = getattr(cursor_store, "close", None)
+                if close is not None:
+                    close()
                 if saved != listener.cursor or (last and saved != last[-1]):
                     raise RuntimeError(f"store holds {saved!r}, cursor {listener.cursor!r}")
         finally:
@@ -267,35 +269,36 @@ def agentstream_listener(store: Optional[str] = None) -> Run:
     return run
 
 
-class CountingStore:
-    """A durable cursor store, counting its saves (one method call more per save)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.saves = 0
-
-    def load(self, name: str) -> Optional[str]:
-        loaded: Optional[str] = self.inner.load(name)
-        return loaded
-
-    def save(self, name: str, cursor: str) -> None:
-        self.saves += 1
-        self.inner.save(name, cursor)
-
-    def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if close is not None:
-            close()
-
-
-def durable_store(kind: str, directory: Path) -> CountingStore:
+def durable_store(kind: str, directory: Path) -> Any:
+    """A fresh store of ``kind`` in ``directory``, its writes counted (``saves``)."""
     from agentstream import FileCursorStore, SQLiteCursorStore
 
     if kind == "sqlite":
-        return CountingStore(SQLiteCursorStore(directory / "cursors.sqlite3"))
+        return counting(SQLiteCursorStore)(directory / "cursors.sqlite3")
     if kind == "file":
-        return CountingStore(FileCursorStore(directory / "cursors.json"))
+        return counting(FileCursorStore)(directory / "cursors.json")
     raise ValueError(f"unknown cursor store {kind!r}")
+
+
+def counting(base: type) -> type:
+    """``base`` with its writes counted: a subclass, so that it is still the same
+    kind of store to the Listener (a ``LeaseStore`` keeps its lease and its
+    fenced saves), one method call more per write."""
+
+    class Counting(base):  # type: ignore[valid-type,misc]
+        saves = 0
+
+        def save(self, name: str, cursor: str) -> None:
+            self.saves += 1
+            super().save(name, cursor)
+
+        if hasattr(base, "save_fenced"):
+
+            def save_fenced(self, name: str, cursor: str, token: int) -> None:
+                self.saves += 1
+                super().save_fenced(name, cursor, token)
+
+    return Counting
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ Rows:
 * validation: ``parse_event`` on each ``data`` field;
 * dispatch: ``Registry.dispatch`` of a parsed event to one handler, plus the
   Listener's one-worker bookkeeping, as ``Listener._read_and_handle`` does it
-  per event (the stop check, ``CursorTracker.complete_next``, the counters;
+  per event (the stop and lease checks, ``CursorTracker.complete_next``, the counters;
   no store write: the keeper thread saves the cursor off the event path);
 * parse + validate: ``feed`` then ``parse_event``, what the typed stream does.
 """
@@ -93,7 +93,7 @@ def stages(n: int) -> dict[str, Callable[[], object]]:
     listener = Client("http://127.0.0.1:9", "as_bench_key").listen(registry=registry)
     dispatch, complete = listener._dispatcher(), listener._tracker.complete_next
     received = signals.event_received
-    stopping, clock = listener._stopping, time.time
+    stopping, clock, monotonic = listener._stopping, time.time, time.monotonic
 
     def dispatch_and_bookkeeping() -> None:
         # The body of Listener._read_and_handle's loop, without the stream: the
@@ -101,6 +101,9 @@ def stages(n: int) -> dict[str, Callable[[], object]]:
         for _ in range(n):
             if stopping.is_set():
                 return
+            deadline = listener._lease_deadline
+            if deadline is not None and monotonic() >= deadline:
+                raise RuntimeError("this listener holds no lease")
             result = dispatch(sample, sender=listener, signal=received)
             complete(sample.sequence, sample.id)
             listener._handled += 1

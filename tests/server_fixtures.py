@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -264,3 +265,78 @@ def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.005) ->
             return True
         pause.wait(interval)
     return bool(predicate())
+
+
+@dataclass
+class RawAnswer:
+    """An HTTP answer read off a raw socket: status line, headers, body."""
+
+    status_line: str
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def error(self) -> dict[str, Any]:
+        """The ``error`` object of a JSON error body (checks the shape)."""
+        assert self.headers.get("content-type", "").startswith("application/json"), self
+        body = json.loads(self.body)
+        assert set(body) == {"error"}, body
+        error: dict[str, Any] = body["error"]
+        assert set(error) == {"code", "message", "details"}, error
+        return error
+
+
+def parse_raw_answer(data: bytes) -> RawAnswer:
+    """Split one HTTP/1.x answer (its body delimited by Content-Length or the end)."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep, f"no complete header block in {data[:200]!r}"
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("HTTP/1."), f"no status line: {data[:200]!r}"
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = headers.get("content-length")
+    body = rest if length is None else rest[: int(length)]
+    return RawAnswer(lines[0], int(lines[0].split()[1]), headers, body)
+
+
+def raw_exchange(port: int, data: bytes, *, half_close: bool = True, timeout: float = 5.0) -> bytes:
+    """Send ``data`` on a fresh connection and read until the server closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            answer += chunk
+    return answer
+
+
+def raw_request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    key: Optional[str] = None,
+    headers: Optional[Mapping[str, str]] = None,
+    chunked: bool = False,
+) -> RawAnswer:
+    """One request with exactly the given body bytes (``chunked``: sent as they are, with
+    ``Transfer-Encoding: chunked``), on its own connection, closed after the answer."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    if key:
+        lines.append(f"Authorization: Bearer {key}")
+    if body or method == "POST":
+        lines.append("Content-Type: application/json")
+        lines.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}")
+    lines.extend(f"{name}: {value}" for name, value in (headers or {}).items())
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    return parse_raw_answer(raw_exchange(port, data, half_close=False))

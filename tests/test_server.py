@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import socket
 import threading
 from typing import Any
 
@@ -518,32 +516,6 @@ def test_unknown_paths_and_wrong_methods(api: Api) -> None:
         assert response.status_code == 405, (method, path)
         assert error_of(response)["code"] == "method_not_allowed"
         assert allowed in response.headers["Allow"]
-
-
-def _raw_exchange(srv: ReferenceServer, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := sock.recv(4096):
-            answer += chunk
-    return answer
-
-
-def test_garbage_on_the_socket_does_not_hurt(srv: ReferenceServer, api: Api) -> None:
-    assert _raw_exchange(srv, b"") == b""
-    # a request line that does not parse is answered HTTP/0.9 style: a body, no status line
-    for garbage, code in [
-        (b"GE", "bad_request"),
-        (b"\x00\x01 nonsense\r\n\r\n", "bad_request"),
-        (b'GET /tasks HTTP/1.x"\r\n\r\n', "bad_request"),
-        (b"\x00\x01\x02 nonsense at all\r\n\r\n", "bad_request"),
-        (b"GET /tasks HTTP/9.9\r\n\r\n", "http_version_not_supported"),
-    ]:
-        error = json.loads(_raw_exchange(srv, garbage))["error"]
-        assert set(error) == {"code", "message", "details"}
-        assert error["code"] == code
-    assert api.create_task()["status"] == "todo"
 
 
 def test_huge_headers_get_a_json_error(api: Api) -> None:

@@ -29,6 +29,7 @@ from werkzeug.wrappers import Request, Response
 
 from ..event_types import WIRE_TYPES, EventType, TaskStatus
 from ._agent import SimulatedAgent
+from ._bodies import ApiError, field_error, json_response, read_json_object, text_field
 from ._store import (
     EventStore,
     ExpiredCursorError,
@@ -69,48 +70,6 @@ _SCOPE_OF_ENDPOINT = {
     "get_task": "tasks:read",
     "stop_task": "tasks:write",
 }
-
-
-class ApiError(Exception):
-    """An error answer: status, code, message, details and extra headers."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        details: Optional[Mapping[str, Any]] = None,
-        headers: Optional[Mapping[str, str]] = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = dict(details or {})
-        self.headers = dict(headers or {})
-
-    def response(self) -> Response:
-        """The JSON error response."""
-        body = {"error": {"code": self.code, "message": self.message, "details": self.details}}
-        return _json_response(body, self.status, self.headers)
-
-
-def _json_response(
-    body: Any, status: int = 200, headers: Optional[Mapping[str, str]] = None
-) -> Response:
-    response = Response(
-        json.dumps(body, separators=(",", ":")),
-        status=status,
-        content_type="application/json",
-    )
-    response.headers["Cache-Control"] = "no-store"
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 @dataclass(frozen=True)
@@ -341,41 +300,6 @@ class ReferenceApp:
             )
         return found
 
-    # ------------------------------------------------------------------ bodies
-
-    def _json_object(self, request: Request) -> dict[str, Any]:
-        limit = self.max_body_bytes
-        length = request.content_length
-        too_large = ApiError(
-            413,
-            "payload_too_large",
-            f"the request body exceeds {limit} bytes",
-            {"maxBytes": limit},
-        )
-        if length is not None and length > limit:
-            raise too_large
-        raw = request.stream.read(limit + 1)
-        if len(raw) > limit:
-            raise too_large
-        if not raw.strip():
-            raise ApiError(400, "invalid_json", "the request body must be a JSON object")
-        try:
-            value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except UnicodeDecodeError:
-            raise ApiError(400, "invalid_json", "the request body is not UTF-8") from None
-        except RecursionError:
-            raise ApiError(400, "invalid_json", "the request body is nested too deeply") from None
-        except ValueError as exc:
-            raise ApiError(400, "invalid_json", f"the request body is not JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise ApiError(
-                400,
-                "invalid_request",
-                "the request body must be a JSON object",
-                {"field": None, "expected": "object"},
-            )
-        return value
-
     # ------------------------------------------------------------------ tasks
 
     def _task_or_404(self, task_id: str) -> dict[str, Any]:
@@ -385,18 +309,18 @@ class ReferenceApp:
         return task
 
     def _create_task(self, request: Request, principal: _Principal) -> Response:
-        body = self._json_object(request)
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise _field_error("prompt", "a non-empty string")
+        body = read_json_object(request, self.max_body_bytes)
+        prompt = text_field(body, "prompt", "a non-empty string")
+        if prompt is None or not prompt.strip():
+            raise field_error("prompt", "a non-empty string")
         streaming = body.get("eventsStreaming", False)
         if not isinstance(streaming, bool):
-            raise _field_error("eventsStreaming", "a boolean")
+            raise field_error("eventsStreaming", "a boolean")
         metadata = body.get("metadata")
         if metadata is None:
             metadata = {}
         if not isinstance(metadata, dict):
-            raise _field_error("metadata", "an object")
+            raise field_error("metadata", "an object")
         key = request.headers.get("Idempotency-Key")
         scoped_key: Optional[str] = None
         fingerprint = ""
@@ -434,12 +358,12 @@ class ReferenceApp:
         headers = {"Location": f"/tasks/{task['id']}"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
-            return _json_response(task, 200, headers)
+            return json_response(task, 200, headers)
         self.agent.start(task["id"])
-        return _json_response(task, 201, headers)
+        return json_response(task, 201, headers)
 
     def _get_task(self, request: Request, principal: _Principal, task_id: str) -> Response:
-        return _json_response(self._task_or_404(task_id))
+        return json_response(self._task_or_404(task_id))
 
     def _stop_task(self, request: Request, principal: _Principal, task_id: str) -> Response:
         try:
@@ -459,15 +383,15 @@ class ReferenceApp:
                 {"taskId": task_id, "status": exc.status},
             ) from None
         self.agent.wake(task_id)
-        return _json_response(self._task_or_404(task_id))
+        return json_response(self._task_or_404(task_id))
 
     # ------------------------------------------------------------------ publish
 
     def _publish(self, request: Request, principal: _Principal) -> Response:
-        body = self._json_object(request)
+        body = read_json_object(request, self.max_body_bytes)
         event_type = body.get("type")
         if not isinstance(event_type, str):
-            raise _field_error("type", "a string: an event type")
+            raise field_error("type", "a string: an event type")
         if event_type not in WIRE_TYPES:
             raise ApiError(
                 400,
@@ -475,15 +399,9 @@ class ReferenceApp:
                 f"unknown event type: {event_type[:100]!r}",
                 {"field": "type", "allowed": sorted(WIRE_TYPES)},
             )
-        task_id = body.get("taskId")
-        if task_id is not None and not isinstance(task_id, str):
-            raise _field_error("taskId", "a string or null")
-        trace_id = body.get("traceId")
-        if trace_id is not None and not isinstance(trace_id, str):
-            raise _field_error("traceId", "a string or null")
-        organization_id = body.get("organizationId")
-        if organization_id is not None and not isinstance(organization_id, str):
-            raise _field_error("organizationId", "a string or null")
+        task_id = text_field(body, "taskId")
+        trace_id = text_field(body, "traceId")
+        organization_id = text_field(body, "organizationId")
         data = body.get("data", {})
         try:
             envelope = self.store.publish(
@@ -495,7 +413,7 @@ class ReferenceApp:
             )
         except UnknownTaskError:
             raise ApiError(404, "task_not_found", "no such task", {"taskId": task_id}) from None
-        return _json_response(envelope, 201)
+        return json_response(envelope, 201)
 
     # ------------------------------------------------------------------ stream
 
@@ -682,15 +600,6 @@ def _peer_closed(sock: socket.socket) -> bool:
         return readable and sock.recv(1, socket.MSG_PEEK) == b""
     except (OSError, ValueError):
         return True
-
-
-def _field_error(field: str, expected: str) -> ApiError:
-    return ApiError(
-        400,
-        "invalid_request",
-        f"{field} must be {expected}",
-        {"field": field, "expected": expected},
-    )
 
 
 def create_app(

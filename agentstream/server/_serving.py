@@ -96,6 +96,14 @@ def _handler_class(connections: _Connections) -> type[WSGIRequestHandler]:
             finally:
                 connections.remove(self.connection)
 
+        def parse_request(self) -> bool:
+            if not super().parse_request():
+                return False
+            if self.request_version == "HTTP/0.9":  # "GET /path" alone: not spoken here
+                self.send_error(400, "HTTP/0.9 requests are not supported")
+                return False
+            return True
+
         def send_error(
             self, code: int, message: Optional[str] = None, explain: Optional[str] = None
         ) -> None:
@@ -103,6 +111,10 @@ def _handler_class(connections: _Connections) -> type[WSGIRequestHandler]:
             short = self.responses.get(code, ("error", ""))[0]
             text = message or short
             self.log_error("code %d, message %s", code, text)
+            # http.server writes no status line for "HTTP/0.9", which is what it
+            # assumes of a request line it could not parse: answer in HTTP/1.x.
+            if self.request_version not in ("HTTP/1.0", "HTTP/1.1"):
+                self.request_version = "HTTP/1.0"
             error = {"code": _HTTP_ERROR_CODES.get(code, f"http_{code}"), "message": text}
             body = json.dumps({"error": {**error, "details": {}}}).encode()
             self.send_response(code, short)

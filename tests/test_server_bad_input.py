@@ -131,6 +131,16 @@ def test_a_malformed_chunked_body_is_400(srv: ReferenceServer, api: Api, body: b
     still_serves(api)
 
 
+def test_a_body_shorter_than_its_content_length_is_400(srv: ReferenceServer, api: Api) -> None:
+    head = (
+        "POST /task-events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {srv.api_key}\r\nContent-Length: 100\r\n\r\n"
+    )
+    answer = parse_raw_answer(raw_exchange(srv.port, head.encode() + b'{"type": "task.shipped"}'))
+    assert (answer.status, answer.error()["code"]) == (400, "invalid_body")
+    still_serves(api)
+
+
 @pytest.mark.parametrize(
     ("garbage", "status", "code"),
     [

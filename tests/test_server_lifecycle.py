@@ -279,8 +279,29 @@ def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert serve_main(["--pace", "-1"]) == 2
     assert serve_main(["--retention", "0"]) == 2
     assert serve_main(["--heartbeat", "0"]) == 2
+    assert serve_main(["--max-connections", "0"]) == 2
+    assert "max_connections must be positive" in capsys.readouterr().err
     assert serve_main(["--help"]) == 0
     assert "--api-key" in capsys.readouterr().out
+
+
+def test_cli_limit_flags_make_the_server_config() -> None:
+    from agentstream.server import ServerConfig
+    from agentstream.server._cli import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args([])) == ServerConfig()
+    flags = "--header-timeout 2.5 --body-timeout 3 --keepalive-timeout 4 --write-timeout 5"
+    flags += " --max-connections 6 --retry-after 7 --stream-backlog 8"
+    args = build_parser().parse_args(flags.split())
+    assert config_from_args(args) == ServerConfig(
+        header_timeout=2.5,
+        body_timeout=3,
+        keepalive_timeout=4,
+        write_timeout=5,
+        max_connections=6,
+        retry_after=7,
+        stream_backlog=8,
+    )
 
 
 def test_cli_api_key_parsing() -> None:

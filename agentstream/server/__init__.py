@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._app import ALL_SCOPES, DEFAULT_MAX_BODY_BYTES, ReferenceApp, create_app
 from ._cli import serve_main
+from ._config import ServerConfig
 from ._serving import ReferenceServer, generate_api_key
 from ._store import (
     DEFAULT_RETENTION,
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidCursorError",
     "ReferenceApp",
     "ReferenceServer",
+    "ServerConfig",
     "StoreClosedError",
     "StoreError",
     "StoreLockedError",

@@ -11,9 +11,11 @@ database keys hold no lone surrogate (``"\\ud800"``). Each failure is an
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Mapping
 from typing import Any, Optional
 
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Request, Response
 
 __all__ = [
@@ -133,6 +135,24 @@ def _too_deep(value: Any, limit: int) -> bool:
     return False
 
 
+def _timed_out() -> ApiError:
+    return ApiError(408, "request_timeout", "the request body did not arrive in time")
+
+
+def _read_up_to(request: Request, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the body: reads until its end (one read may return less)."""
+    parts: list[bytes] = []
+    total = 0
+    stream = request.stream
+    while total < limit:
+        part = stream.read(limit - total)
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts)
+
+
 def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     """The request body as a JSON object, or an :class:`ApiError` saying what is wrong.
 
@@ -151,9 +171,15 @@ def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     if length is not None and length > max_bytes:
         raise too_large
     try:
-        raw = request.stream.read(max_bytes + 1)
-    except TimeoutError:
-        raise ApiError(408, "request_timeout", "the request body did not arrive in time") from None
+        raw = _read_up_to(request, max_bytes + 1)
+    except ClientDisconnected as exc:  # werkzeug's LimitedStream, for a Content-Length body
+        if isinstance(exc.__context__, (TimeoutError, socket.timeout)):
+            raise _timed_out() from None
+        raise ApiError(
+            400, "invalid_body", "the request body is shorter than its Content-Length"
+        ) from None
+    except (TimeoutError, socket.timeout):
+        raise _timed_out() from None
     except ConnectionError:
         raise  # the client is gone: nobody to answer
     except OSError as exc:  # werkzeug's de-chunker: a bad chunk size line or terminator

@@ -13,14 +13,33 @@ from types import FrameType
 from typing import Any, Optional
 
 from ._app import ALL_SCOPES, MAX_HEARTBEAT, MIN_HEARTBEAT
+from ._config import ServerConfig
 from ._serving import ReferenceServer
 from ._store import DEFAULT_RETENTION, StoreLockedError
 
 _HEARTBEATS = f"{MIN_HEARTBEAT:g}..{MAX_HEARTBEAT:g}"
 
-__all__ = ["DEFAULT_DB", "DEFAULT_PORT", "build_parser", "parse_api_key", "serve_main"]
+__all__ = [
+    "DEFAULT_DB",
+    "DEFAULT_PORT",
+    "build_parser",
+    "config_from_args",
+    "parse_api_key",
+    "serve_main",
+]
 
 logger = logging.getLogger(__name__)
+
+_DEFAULTS = ServerConfig()
+_LIMIT_FLAGS: list[tuple[str, type, str]] = [
+    ("--header-timeout", float, "seconds a client has to send its request line and headers"),
+    ("--body-timeout", float, "seconds a client has to send a request body"),
+    ("--keepalive-timeout", float, "seconds an idle kept-alive connection stays open"),
+    ("--write-timeout", float, "seconds a write to a client that reads nothing may block"),
+    ("--max-connections", int, "open connections at most (streams included); more get 503"),
+    ("--retry-after", int, "the Retry-After seconds of that 503"),
+    ("--stream-backlog", int, "events a slow stream may lag before it is disconnected"),
+]
 
 DEFAULT_PORT = 8787
 DEFAULT_DB = "./agentstream.sqlite3"
@@ -84,10 +103,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=15.0,
         help=f"default heartbeat interval of streams, {_HEARTBEATS} seconds (default 15)",
     )
+    limits = parser.add_argument_group("connection limits (see ServerConfig)")
+    for flag, kind, text in _LIMIT_FLAGS:
+        name = flag[2:].replace("-", "_")
+        default = getattr(_DEFAULTS, name)
+        limits.add_argument(
+            flag,
+            type=kind,
+            default=default,
+            metavar="SECONDS" if kind is float else "N",
+            help=f"{text} (default {default:g})",
+        )
     parser.add_argument(
         "--log-level", default="INFO", help="logging level (default INFO)", type=str.upper
     )
     return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The :class:`ServerConfig` of parsed ``agentstream serve`` arguments (``ValueError``
+    for a value out of range)."""
+    names = [flag[2:].replace("-", "_") for flag, _, _ in _LIMIT_FLAGS]
+    return ServerConfig(**{name: getattr(args, name) for name in names})
 
 
 def serve_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -115,6 +152,12 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
             f"agentstream serve: error: --heartbeat must be within {_HEARTBEATS}", file=sys.stderr
         )
         return 2
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"agentstream serve: error: {exc}", file=sys.stderr)
+        return 2
     level = getattr(logging, args.log_level, None)
     if not isinstance(level, int):
         print(f"agentstream serve: error: unknown log level {args.log_level}", file=sys.stderr)
@@ -129,6 +172,7 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
         agent_pace=args.pace,
         retention=args.retention,
         heartbeat_default=args.heartbeat,
+        config=config,
     )
     try:
         server.start()

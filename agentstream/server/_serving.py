@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -11,13 +10,12 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional, Union
-
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from typing import Optional, Union
 
 from ._app import ALL_SCOPES, ReferenceApp, create_app
+from ._config import ServerConfig
+from ._http import HTTPServer
 from ._store import DEFAULT_RETENTION, EventStore
 
 __all__ = ["ReferenceServer", "generate_api_key"]
@@ -28,111 +26,9 @@ _CLOSE_GRACE = 1.0  # seconds connections get to finish by themselves at stop()
 _IDLE_CHECK = 1.0  # seconds; stop() wakes the accept loop at once anyway
 
 
-_HTTP_ERROR_CODES = {
-    400: "bad_request",
-    408: "request_timeout",
-    414: "uri_too_long",
-    431: "header_fields_too_large",
-    505: "http_version_not_supported",
-}
-
-
 def generate_api_key() -> str:
     """A fresh random development API key."""
     return f"as_dev_{secrets.token_urlsafe(24)}"
-
-
-class _Connections:
-    """The connections being served, so that stop() can close them and join their threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open: dict[socket.socket, threading.Thread] = {}
-
-    def add(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._open[sock] = threading.current_thread()
-
-    def remove(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._open.pop(sock, None)
-
-    def close_all(self, grace: float, timeout: float) -> None:
-        """Let connections finish for ``grace`` seconds, then cut the rest and join them.
-
-        A stream whose generator just ended still has its last chunk to write:
-        cutting its socket at once would turn a clean end into a truncated one.
-        """
-        me = threading.current_thread()
-        deadline = time.monotonic() + grace
-        with self._lock:
-            items = list(self._open.items())
-        for _, thread in items:
-            if thread is not me:
-                thread.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            items = list(self._open.items())
-        for sock, _ in items:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for _, thread in items:
-            if thread is not me:
-                thread.join(timeout)
-
-
-def _handler_class(connections: _Connections) -> type[WSGIRequestHandler]:
-    class Handler(WSGIRequestHandler):
-        """werkzeug's handler, with TCP_NODELAY, connection tracking and quiet logs."""
-
-        def setup(self) -> None:
-            super().setup()
-            with contextlib.suppress(OSError):
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connections.add(self.connection)
-
-        def finish(self) -> None:
-            try:
-                super().finish()
-            finally:
-                connections.remove(self.connection)
-
-        def parse_request(self) -> bool:
-            if not super().parse_request():
-                return False
-            if self.request_version == "HTTP/0.9":  # "GET /path" alone: not spoken here
-                self.send_error(400, "HTTP/0.9 requests are not supported")
-                return False
-            return True
-
-        def send_error(
-            self, code: int, message: Optional[str] = None, explain: Optional[str] = None
-        ) -> None:
-            """Errors found before the app runs (bad request line, huge headers), as JSON."""
-            short = self.responses.get(code, ("error", ""))[0]
-            text = message or short
-            self.log_error("code %d, message %s", code, text)
-            # http.server writes no status line for "HTTP/0.9", which is what it
-            # assumes of a request line it could not parse: answer in HTTP/1.x.
-            if self.request_version not in ("HTTP/1.0", "HTTP/1.1"):
-                self.request_version = "HTTP/1.0"
-            error = {"code": _HTTP_ERROR_CODES.get(code, f"http_{code}"), "message": text}
-            body = json.dumps({"error": {**error, "details": {}}}).encode()
-            self.send_response(code, short)
-            self.send_header("Connection", "close")
-            has_body = code >= 200 and code not in (204, 304)
-            if has_body:
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if has_body and self.command != "HEAD":
-                self.wfile.write(body)
-
-        def log(self, type: str, message: str, *args: Any) -> None:
-            level = logging.WARNING if type == "error" else logging.DEBUG
-            if logger.isEnabledFor(level):
-                logger.log(level, "%s %s", self.address_string(), (message % args).rstrip())
-
-    return Handler
 
 
 class ReferenceServer:
@@ -148,6 +44,8 @@ class ReferenceServer:
     :param agent_pace: seconds between two events of a simulated run.
     :param retention: how many events the log keeps at most.
     :param heartbeat_default: heartbeat interval of streams that do not ask for one.
+    :param config: timeouts, the connection cap and stream backlogs
+        (:class:`ServerConfig`; its defaults when None).
 
     :meth:`start` it (or use it as a context manager), then point clients at
     :attr:`url` with :attr:`api_key`. :attr:`store` publishes events from
@@ -164,6 +62,7 @@ class ReferenceServer:
         agent_pace: float = 0.2,
         retention: int = DEFAULT_RETENTION,
         heartbeat_default: float = 15.0,
+        config: Optional[ServerConfig] = None,
     ) -> None:
         if api_keys is None:
             key = generate_api_key()
@@ -182,12 +81,12 @@ class ReferenceServer:
         self._agent_pace = agent_pace
         self._retention = retention
         self._heartbeat_default = heartbeat_default
+        self.config = config or ServerConfig()
         self._store: Optional[EventStore] = None
         self._app: Optional[ReferenceApp] = None
-        self._server: Optional[BaseWSGIServer] = None
+        self._server: Optional[HTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self._tempdir: Optional[str] = None
-        self._connections = _Connections()
         self._stopping = threading.Event()
         self._state = "new"
         self._lock = threading.Lock()
@@ -209,6 +108,11 @@ class ReferenceServer:
         return self._require_started().port
 
     @property
+    def open_connections(self) -> int:
+        """How many client connections are open right now (streams included)."""
+        return self._require_started().connections.count()
+
+    @property
     def store(self) -> EventStore:
         """The event store (after :meth:`start`)."""
         self._require_started()
@@ -227,7 +131,7 @@ class ReferenceServer:
         """The SQLite file (the temporary one once started without ``db_path``)."""
         return self._db_path
 
-    def _require_started(self) -> BaseWSGIServer:
+    def _require_started(self) -> HTTPServer:
         if self._server is None:
             raise RuntimeError("the server is not started: call start() first")
         return self._server
@@ -251,13 +155,7 @@ class ReferenceServer:
                 agent_pace=self._agent_pace,
                 heartbeat_default=self._heartbeat_default,
             )
-            self._server = make_server(
-                self._host,
-                self._port,
-                self._app,
-                threaded=True,
-                request_handler=_handler_class(self._connections),
-            )
+            self._server = HTTPServer(self._host, self._port, self._app, self.config)
         except BaseException:
             self._cleanup()
             self._state = "stopped"
@@ -273,7 +171,7 @@ class ReferenceServer:
         logger.info("reference server listening on %s", self.url)
         return self
 
-    def _serve(self, server: BaseWSGIServer) -> None:
+    def _serve(self, server: HTTPServer) -> None:
         # serve_forever() would poll a shutdown flag; this loop is woken by _wake() instead.
         server.timeout = _IDLE_CHECK
         while not self._stopping.is_set():
@@ -282,7 +180,7 @@ class ReferenceServer:
             except Exception:  # pragma: no cover - socketserver handles per-request errors
                 logger.exception("accept loop error")
 
-    def _wake(self, server: BaseWSGIServer) -> None:
+    def _wake(self, server: HTTPServer) -> None:
         """Connect to our own port so that the accept loop returns and sees the stop flag."""
         host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self._host, self._host)
         with contextlib.suppress(OSError), socket.create_connection((host, server.port), 1.0):
@@ -304,12 +202,15 @@ class ReferenceServer:
                 return
             self._state = "stopped"
         self._stopping.set()
+        if self._server is not None:
+            self._server.stopping.set()
         if self._server is not None and self._thread is not None:
             self._wake(self._server)
             self._thread.join(timeout)  # no new connections from here on
         if self._app is not None:
             self._app.close(timeout)  # ends streams, stops the agent
-        self._connections.close_all(min(timeout, _CLOSE_GRACE), timeout)
+        if self._server is not None:
+            self._server.connections.close_all(min(timeout, _CLOSE_GRACE), timeout)
         self._cleanup()
         logger.info("reference server stopped")
 

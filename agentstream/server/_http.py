@@ -1,0 +1,547 @@
+"""The reference server's HTTP layer: werkzeug's threaded server, with what it lacks.
+
+werkzeug's development server (3.1) parses requests and builds the WSGI
+environ well; we keep that (``make_environ``, its de-chunker, http.server's
+request parsing). Its ``run_wsgi`` we replace, because, read in
+``werkzeug/serving.py`` and measured:
+
+- it closes every connection (``Connection: close`` is hard-coded), so every
+  POST paid a new TCP connection and a new thread;
+- it writes each chunk of a chunked response as four ``send`` calls (size,
+  CRLF, data, CRLF) and the headers as another: ours is one ``send`` per
+  chunk, the headers going out with the first one;
+- after each response it drains the socket with 10 ms ``select`` calls, which
+  would eat the next request of a kept-alive connection.
+
+It also has no timeouts: a client that sent half a request held its thread
+forever. Here every read has a deadline for the whole phase (request line and
+headers, then the body), and the number of connections is capped
+(:class:`~agentstream.server.ServerConfig`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Optional
+
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from ._config import ServerConfig
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+__all__ = ["Connections", "HTTPServer"]
+
+logger = logging.getLogger(__name__)
+
+_TIMEOUTS = (TimeoutError, socket.timeout)  # distinct classes on Python 3.9
+_DRAIN_LIMIT = 64 * 1024  # an unread request body up to this size is skipped, to keep alive
+_REJECT_LINGER = 2.0  # seconds a refused connection gets to read its 503 and close
+_SKIP_LIMIT = 64 * 1024 * 1024  # bytes of an unwanted body read (and dropped) before a close
+_SKIP_TIME = 2.0  # seconds spent at most on that
+
+_HTTP_ERROR_CODES = {
+    400: "bad_request",
+    408: "request_timeout",
+    414: "uri_too_long",
+    431: "header_fields_too_large",
+    503: "server_busy",
+    505: "http_version_not_supported",
+}
+
+
+def error_bytes(
+    status: int, reason: str, message: str, headers: Iterable[tuple[str, str]] = ()
+) -> bytes:
+    """A complete ``Connection: close`` HTTP/1.1 answer with the JSON error shape."""
+    code = _HTTP_ERROR_CODES.get(status, f"http_{status}")
+    body = json.dumps({"error": {"code": code, "message": message, "details": {}}}).encode()
+    lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json"]
+    lines += [f"Content-Length: {len(body)}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket's input, read under a deadline that spans a whole phase.
+
+    A per-``recv`` timeout would let a client that sends one byte every few
+    seconds hold the connection forever; a deadline does not.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.deadline: Optional[float] = None
+        self.timed_out = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is None:
+            self._sock.settimeout(None)
+        else:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.timed_out = True
+                raise socket.timeout("the read deadline passed")
+            self._sock.settimeout(left)
+        try:
+            return self._sock.recv_into(buffer)
+        except _TIMEOUTS:
+            self.timed_out = True
+            raise socket.timeout("the read deadline passed") from None
+
+
+class _CountingInput(io.RawIOBase):
+    """``wsgi.input`` of a request with a ``Content-Length``: knows what is left unread."""
+
+    def __init__(self, rfile: io.BufferedReader[Any], length: int) -> None:
+        self._rfile = rfile
+        self.left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)[: self.left]
+        if not view:
+            return 0
+        data = self._rfile.read1(len(view))
+        view[: len(data)] = data
+        self.left -= len(data)
+        return len(data)
+
+    def drain(self) -> bool:
+        """Skip a small unread rest; True when the body is fully consumed."""
+        if self.left > _DRAIN_LIMIT:
+            return False
+        while self.left > 0:
+            data = self._rfile.read1(self.left)
+            if not data:
+                return False
+            self.left -= len(data)
+        return True
+
+
+class Connections:
+    """The connections being served: counted against the cap, closed and joined at stop()."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._closing = False
+        self._lock = threading.Lock()
+        self._open: dict[socket.socket, Optional[threading.Thread]] = {}
+        self._idle: set[socket.socket] = set()  # waiting for their next request
+
+    def reserve(self, sock: socket.socket) -> bool:
+        """Count ``sock`` in, unless the cap is reached (then False)."""
+        with self._lock:
+            if len(self._open) >= self.limit:
+                return False
+            self._open[sock] = None
+            return True
+
+    def attach(self, sock: socket.socket) -> None:
+        """Record the thread that serves ``sock`` (called from that thread)."""
+        with self._lock:
+            self._open[sock] = threading.current_thread()
+
+    def remove(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.pop(sock, None)
+            self._idle.discard(sock)
+
+    def set_idle(self, sock: socket.socket, idle: bool) -> bool:
+        """Mark ``sock`` as waiting for a request (or not); False once closing began."""
+        with self._lock:
+            if self._closing:
+                return False
+            if idle:
+                self._idle.add(sock)
+            else:
+                self._idle.discard(sock)
+            return True
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def close_all(self, grace: float, timeout: float) -> None:
+        """Let connections finish for ``grace`` seconds, then cut the rest and join them.
+
+        A stream whose generator just ended still has its last chunk to write:
+        cutting its socket at once would turn a clean end into a truncated one.
+        """
+        me = threading.current_thread()
+        deadline = time.monotonic() + grace
+        with self._lock:
+            self._closing = True
+            idle = list(self._idle)
+            threads = [t for t in self._open.values() if t is not None and t is not me]
+        for sock in idle:  # kept-alive connections between requests: nothing to finish
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            items = list(self._open.items())
+        for sock, _ in items:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for _, maybe in items:
+            if maybe is not None and maybe is not me:
+                maybe.join(timeout)
+
+
+class _Rejecter:
+    """Answers connections over the cap with a 503, from one thread for all of them.
+
+    The answer goes out at once; the connection is then half-closed and kept
+    until the client closes it (at most ``_REJECT_LINGER`` seconds), so that
+    its unread request does not turn our close into a reset that would hide
+    the 503 from it.
+    """
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._deadlines: dict[socket.socket, float] = {}
+        self._pending: list[socket.socket] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="agentstream-rejecter", daemon=True)
+        self._thread.start()
+
+    def reject(self, sock: socket.socket, answer: bytes) -> None:
+        try:
+            sock.setblocking(False)
+            sock.send(answer)  # small: fits in any socket buffer
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        with self._lock:
+            if self._closed:
+                sock.close()
+                return
+            self._pending.append(sock)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def _run(self) -> None:
+        while True:
+            now = time.monotonic()
+            timeout = min((d - now for d in self._deadlines.values()), default=None)
+            events = self._selector.select(None if timeout is None else max(0.0, timeout))
+            with self._lock:
+                if self._closed:
+                    break
+                pending, self._pending = self._pending, []
+            for sock in pending:
+                self._deadlines[sock] = time.monotonic() + _REJECT_LINGER
+                self._selector.register(sock, selectors.EVENT_READ)
+            for key, _ in events:
+                fileobj = key.fileobj
+                assert isinstance(fileobj, socket.socket)
+                sock = fileobj
+                if sock is self._wake_r:
+                    with contextlib.suppress(OSError):
+                        sock.recv(4096)
+                    continue
+                try:
+                    if sock.recv(65536):
+                        continue  # the client's request: skip it, wait for its close
+                except OSError:
+                    pass
+                self._drop(sock)
+            now = time.monotonic()
+            for sock in [s for s, d in self._deadlines.items() if d <= now]:
+                self._drop(sock)
+        for sock in list(self._deadlines) + self._pending:
+            self._drop(sock)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _drop(self, sock: socket.socket) -> None:
+        if self._deadlines.pop(sock, None) is not None:
+            self._selector.unregister(sock)
+        sock.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        self._thread.join(5)
+
+
+class _Handler(WSGIRequestHandler):
+    """werkzeug's handler with deadlines, keep-alive, one send per chunk and JSON errors."""
+
+    server: HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.connections.attach(self.connection)
+        self._reader = _DeadlineReader(self.connection)
+        self._input = io.BufferedReader(self._reader, 65536)
+        self.rfile = self._input
+        self._requests_served = 0
+        self._answered = False
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.connections.remove(self.connection)
+
+    # ------------------------------------------------------------------ requests
+
+    def handle_one_request(self) -> None:
+        config = self.server.config
+        reader = self._reader
+        first = self._requests_served == 0
+        wait = config.header_timeout if first else config.keepalive_timeout
+        reader.deadline = time.monotonic() + wait
+        reader.timed_out = False
+        connections = self.server.connections
+        if not first and not connections.set_idle(self.connection, True):
+            self.close_connection = True  # the server is stopping
+            return
+        try:
+            waiting = self._input.peek(1)
+        except (OSError, ValueError):
+            waiting = b""  # idle keep-alive expired, or the client left
+        if (not first and not connections.set_idle(self.connection, False)) or not waiting:
+            self.close_connection = True
+            return
+        reader.deadline = time.monotonic() + config.header_timeout
+        self._answered = False
+        super().handle_one_request()  # parses the request, then calls run_wsgi()
+        self._requests_served += 1
+        if reader.timed_out and not self._answered:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._send_raw(
+                    error_bytes(408, "Request Timeout", "the request did not arrive in time")
+                )
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # "GET /path" alone: not spoken here
+            self.send_error(400, "HTTP/0.9 requests are not supported")
+            return False
+        return True
+
+    def send_error(
+        self, code: int, message: Optional[str] = None, explain: Optional[str] = None
+    ) -> None:
+        """Errors found before the app runs (bad request line, huge headers), as JSON."""
+        short = self.responses.get(code, ("error", ""))[0]
+        text = message or short
+        self.log_error("code %d, message %s", code, text)
+        self.close_connection = True
+        self._send_raw(error_bytes(code, short, text))
+
+    def _send_raw(self, data: bytes) -> None:
+        self._answered = True
+        self.connection.settimeout(self.server.config.write_timeout)
+        self.wfile.write(data)
+
+    # ------------------------------------------------------------------ WSGI
+
+    def run_wsgi(self) -> None:
+        config = self.server.config
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self._send_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._answered = False
+        environ = self.environ = self.make_environ()
+        body: Optional[_CountingInput] = None
+        if "wsgi.input_terminated" not in environ:  # not chunked: Content-Length or nothing
+            try:
+                length = max(0, int(environ.get("CONTENT_LENGTH") or 0))
+            except ValueError:
+                length = 0
+            body = _CountingInput(self._input, length)
+            environ["wsgi.input"] = body
+        self._reader.deadline = time.monotonic() + config.body_timeout
+
+        status_line: Optional[str] = None
+        response_headers: list[tuple[str, str]] = []
+        sent = False
+        chunked = False
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            nonlocal status_line, response_headers
+            if exc_info and sent:
+                raise exc_info[1].with_traceback(exc_info[2])
+            status_line, response_headers = status, headers
+            return write
+
+        def write(data: bytes) -> None:
+            nonlocal sent, chunked
+            if not sent:
+                assert status_line is not None, "write() before start_response()"
+                sent = True
+                head, chunked = self._head(status_line, response_headers, body)
+                self.connection.settimeout(config.write_timeout)
+                self._answered = True
+                self.wfile.write(head + (self._frame(data) if chunked else data))
+            elif data:
+                self.wfile.write(self._frame(data) if chunked else data)
+
+        app_iter: Iterable[bytes] = ()
+        try:
+            app_iter = self.server.app(environ, start_response)
+            for data in app_iter:
+                write(data)
+            if not sent:
+                write(b"")
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except (ConnectionError, *_TIMEOUTS):
+            self.close_connection = True  # the client went away, or stopped reading
+        except OSError:
+            self.close_connection = True
+        finally:
+            close = getattr(app_iter, "close", None)
+            if close is not None:
+                close()
+        if not self.close_connection and not self._body_consumed(body, environ):
+            self.close_connection = True
+        unread = body.left > 0 if body is not None else not self._body_consumed(None, environ)
+        if self.close_connection and unread:
+            self._skip_unread_body()
+
+    def _skip_unread_body(self) -> None:
+        """Read (and drop) what the client still sends before we close.
+
+        Closing a socket with unread input makes the kernel reset the
+        connection, and a client still sending its body (say, one refused with
+        413) would then see the reset instead of the answer already sent.
+        Bounded in bytes and time, unlike werkzeug's (10 GB).
+        """
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = min(self._reader.deadline or 0.0, time.monotonic() + _SKIP_TIME)
+            self._reader.deadline = max(deadline, time.monotonic() + 0.05)
+            skipped = 0
+            while skipped < _SKIP_LIMIT:
+                data = self._input.read1(65536)
+                if not data:
+                    break
+                skipped += len(data)
+
+    def _head(
+        self, status: str, headers: list[tuple[str, str]], body: Optional[_CountingInput]
+    ) -> tuple[bytes, bool]:
+        """The status line and headers; whether the body is chunked. Decides keep-alive."""
+        code = int(status.split(None, 1)[0])
+        names = {name.lower() for name, _ in headers}
+        framed = "content-length" in names or code in (204, 304) or 100 <= code < 200
+        chunked = not framed and self.request_version == "HTTP/1.1"
+        if not framed and not chunked:
+            self.close_connection = True  # HTTP/1.0 without a length: the close ends the body
+        if (
+            self.server.stopping.is_set()
+            or self._reader.timed_out
+            or (body is not None and body.left > _DRAIN_LIMIT)
+            or (body is None and not self._body_consumed(None, self.environ))
+        ):
+            self.close_connection = True
+        lines = [f"{self.protocol_version} {status}"]
+        lines.append(f"Server: {self.version_string()}")
+        lines.append(f"Date: {self.date_time_string()}")
+        lines.extend(f"{name}: {value}" for name, value in headers)
+        if chunked:
+            lines.append("Transfer-Encoding: chunked")
+        if self.close_connection:
+            lines.append("Connection: close")
+        elif self.request_version == "HTTP/1.0":
+            lines.append("Connection: keep-alive")
+        self.log_request(code)
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), chunked
+
+    @staticmethod
+    def _frame(data: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+
+    def _body_consumed(self, body: Optional[_CountingInput], environ: dict[str, Any]) -> bool:
+        """True when the request body was read to its end (or skipped), so the next
+        request on this connection starts where it should."""
+        try:
+            if body is not None:
+                return body.drain()
+            # werkzeug's DechunkedInput (an unread chunked body is not skipped: closed)
+            return bool(getattr(environ.get("wsgi.input"), "_done", False))
+        except (OSError, ValueError):
+            return False
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        level = logging.WARNING if type == "error" else logging.DEBUG
+        if logger.isEnabledFor(level):
+            logger.log(level, "%s %s", self.address_string(), (message % args).rstrip())
+
+
+class HTTPServer(ThreadedWSGIServer):
+    """werkzeug's threaded WSGI server, with the connection cap and our handler."""
+
+    def __init__(self, host: str, port: int, app: WSGIApplication, config: ServerConfig) -> None:
+        self.config = config
+        self.connections = Connections(config.max_connections)
+        self.stopping = threading.Event()
+        self._rejecter: Optional[_Rejecter] = None
+        self._rejecter_lock = threading.Lock()
+        super().__init__(host, port, app, handler=_Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.connections.reserve(request):
+            logger.warning(
+                "refusing a connection: %d connections open (the cap)", self.connections.limit
+            )
+            answer = error_bytes(
+                503,
+                "Service Unavailable",
+                f"the server has {self.connections.limit} connections open, its maximum",
+                [("Retry-After", str(self.config.retry_after))],
+            )
+            with self._rejecter_lock:
+                if self._rejecter is None:
+                    self._rejecter = _Rejecter()
+                rejecter = self._rejecter
+            rejecter.reject(request, answer)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.remove(request)
+            raise
+
+    def shutdown_request(self, request: Any) -> None:
+        self.connections.remove(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._rejecter_lock:
+            if self._rejecter is not None:
+                self._rejecter.close()
+                self._rejecter = None

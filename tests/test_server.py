@@ -371,8 +371,9 @@ def test_publish_returns_the_envelope(api: Api) -> None:
     assert nxt["data"] == "hello"
     no_data = api.publish("reasoning.think")
     assert no_data["data"] == {}
-    org = api.publish("reasoning.think", {}, organizationId="org_other")
-    assert org["organizationId"] == "org_other"
+    assert no_data["organizationId"] == "org_local"  # the key's organization
+    own = api.publish("reasoning.think", {}, organizationId="org_local")
+    assert own["organizationId"] == "org_local"
 
 
 def test_publish_for_a_task_carries_its_version(api: Api, srv: ReferenceServer) -> None:

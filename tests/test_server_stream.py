@@ -56,32 +56,6 @@ def test_headers_frame_format_and_live_delivery(api: Api, srv: ReferenceServer) 
         assert not reader.response.raw.closed
 
 
-def test_an_idle_stream_checks_its_client_without_querying_the_store(
-    api: Api, srv: ReferenceServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = srv.store
-    reads, waits = [0], threading.Semaphore(0)
-    read_after, wait_for_events = store.read_after, store.wait_for_events
-
-    def counted_read(*args: Any, **kwargs: Any) -> Any:
-        reads[0] += 1
-        return read_after(*args, **kwargs)
-
-    def counted_wait(*args: Any, **kwargs: Any) -> bool:
-        woken = wait_for_events(*args, **kwargs)
-        waits.release()
-        return woken
-
-    monkeypatch.setattr(store, "read_after", counted_read)
-    monkeypatch.setattr(store, "wait_for_events", counted_wait)
-    with api.stream(heartbeatSeconds=300) as reader:
-        for _ in range(4):  # four liveness checks (0.25 s apart), nothing published
-            assert waits.acquire(timeout=5)
-        assert reads[0] == 1  # the first read only
-        env = api.publish("task.shipped", {"n": 1})
-        assert reader.next_event().envelope == env
-
-
 def test_unscoped_stream_without_cursor_starts_at_the_live_end(
     api: Api, srv: ReferenceServer
 ) -> None:

@@ -10,13 +10,11 @@ threaded server in a background thread (tests, demos); :func:`serve_main` is
 
 from __future__ import annotations
 
-from ._app import ALL_SCOPES, DEFAULT_MAX_BODY_BYTES, ReferenceApp, create_app
+from ._app import DEFAULT_MAX_BODY_BYTES, ReferenceApp, create_app
+from ._auth import ALL_SCOPES, ApiKey
 from ._cli import serve_main
 from ._config import ServerConfig
-from ._serving import ReferenceServer, generate_api_key
-from ._store import (
-    DEFAULT_RETENTION,
-    EventStore,
+from ._errors import (
     ExpiredCursorError,
     IdempotencyConflictError,
     InvalidCursorError,
@@ -26,11 +24,14 @@ from ._store import (
     TaskFinishedError,
     UnknownTaskError,
 )
+from ._serving import ReferenceServer, generate_api_key
+from ._store import DEFAULT_RETENTION, EventStore
 
 __all__ = [
     "ALL_SCOPES",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_RETENTION",
+    "ApiKey",
     "EventStore",
     "ExpiredCursorError",
     "IdempotencyConflictError",

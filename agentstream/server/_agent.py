@@ -17,14 +17,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from ..event_types import EventType, TaskStatus
-from ._store import (
-    EventStore,
-    StoreClosedError,
-    TaskFinishedError,
-    UnknownTaskError,
-    available_actions,
-    task_links,
-)
+from ._errors import StoreClosedError, TaskFinishedError, UnknownTaskError
+from ._store import EventStore
+from ._tasks import available_actions, task_links
 
 __all__ = ["AGENT_ACTOR", "ANSWER_CHUNKS", "SimulatedAgent", "script_event_types"]
 

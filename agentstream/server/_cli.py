@@ -14,8 +14,9 @@ from typing import Any, Optional
 
 from ._app import ALL_SCOPES, MAX_HEARTBEAT, MIN_HEARTBEAT
 from ._config import ServerConfig
+from ._errors import StoreLockedError
 from ._serving import ReferenceServer
-from ._store import DEFAULT_RETENTION, StoreLockedError
+from ._store import DEFAULT_RETENTION
 
 _HEARTBEATS = f"{MIN_HEARTBEAT:g}..{MAX_HEARTBEAT:g}"
 

@@ -154,6 +154,7 @@ class ReferenceServer:
                 api_keys=self._keys,
                 agent_pace=self._agent_pace,
                 heartbeat_default=self._heartbeat_default,
+                stream_backlog=self.config.stream_backlog,
             )
             self._server = HTTPServer(self._host, self._port, self._app, self.config)
         except BaseException:

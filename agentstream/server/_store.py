@@ -1,19 +1,20 @@
-"""The reference server's event log: an append-only SQLite table (WAL mode).
+"""The reference server's event log: an append-only SQLite table (WAL mode), and its tasks.
 
-Every event gets the next ``sequence`` (an ``INTEGER PRIMARY KEY``, strictly
-increasing across the whole log and never reused) and an ``id`` that encodes
-it: ``evt_<16 hex digits of the sequence>_<6 random hex digits>``. Clients
-treat ids as opaque; the server parses them back, which is how it tells a
-cursor that fell out of retention (``seq`` at or below the deletion
-watermark: :class:`ExpiredCursorError`) from one it never issued
-(:class:`InvalidCursorError`).
+Each event's ``sequence`` is an ``INTEGER PRIMARY KEY``, strictly increasing
+and never reused; its id encodes it (see ``_events``). A cursor that fell out
+of retention (at or below the deletion watermark) is
+:class:`ExpiredCursorError`; one this log never issued is
+:class:`InvalidCursorError`.
 
 One connection, guarded by one lock, serves every thread. Writes happen in
 ``BEGIN IMMEDIATE`` transactions under that lock and readers query under the
 same lock, so a reader that sees sequence ``n`` has also seen every sequence
-before it: streams can always read ``WHERE sequence > last_sent`` and never
-skip an event. The lock is also the lock of a :class:`threading.Condition`
-that is notified after every commit, which is how live streams wake up.
+before it: ``WHERE sequence > last_sent`` never skips an event. The lock is
+also that of a :class:`threading.Condition` notified after every commit; the
+fan-out (``_fanout.Broadcaster``) is the one live waiter on it.
+
+Every event and task belongs to an organization (``organizationId``);
+reads can be limited to one.
 """
 
 from __future__ import annotations
@@ -21,43 +22,41 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import sqlite3
 import threading
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable, Optional, TypeVar, Union
 
 from ..event_types import TERMINAL_STATUSES, EventType, TaskStatus
+from ._errors import (
+    ExpiredCursorError,
+    IdempotencyConflictError,
+    InvalidCursorError,
+    StoreClosedError,
+    StoreLockedError,
+    TaskFinishedError,
+    UnknownTaskError,
+)
+from ._events import (
+    ReadBatch,
+    StoredEvent,
+    TaskPositions,
+    dumps,
+    format_event_id,
+    parse_event_id,
+    utc_now_iso,
+)
+from ._tasks import new_snapshot, transition
 
-__all__ = [
-    "DEFAULT_ORGANIZATION_ID",
-    "DEFAULT_RETENTION",
-    "EventStore",
-    "ExpiredCursorError",
-    "IdempotencyConflictError",
-    "InvalidCursorError",
-    "ReadBatch",
-    "StoreClosedError",
-    "StoreError",
-    "StoreLockedError",
-    "StoredEvent",
-    "TaskFinishedError",
-    "UnknownTaskError",
-    "format_event_id",
-    "parse_event_id",
-    "utc_now_iso",
-]
+__all__ = ["DEFAULT_ORGANIZATION_ID", "DEFAULT_RETENTION", "EventStore"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = 100_000
 DEFAULT_ORGANIZATION_ID = "org_local"
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = "2"  # 2: organization_id columns
 _LOCK_TIMEOUT = 1.0  # seconds to wait for a database file another server holds
-_EVENT_ID_RE = re.compile(r"evt_([0-9a-f]{16})_([0-9a-f]{6})")
 _FINISHED = EventType.TASK_FINISHED.value
 _T = TypeVar("_T")
 
@@ -70,7 +69,8 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT NOT NULL,
     type TEXT NOT NULL,
     task_id TEXT,
-    envelope TEXT NOT NULL
+    envelope TEXT NOT NULL,
+    organization_id TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, sequence);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     snapshot TEXT NOT NULL,
     first_sequence INTEGER NOT NULL,
     finished_sequence INTEGER,
-    agent_step INTEGER
+    agent_step INTEGER,
+    organization_id TEXT
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
@@ -94,108 +95,25 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-def utc_now_iso() -> str:
-    """Now, UTC, ISO 8601 with milliseconds and ``Z`` (``2026-11-20T10:00:00.123Z``)."""
-    now = datetime.now(timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def format_event_id(sequence: int) -> str:
-    """A fresh event id for ``sequence``: ``evt_<16 hex>_<6 random hex>``."""
-    return f"evt_{sequence:016x}_{secrets.token_hex(3)}"
-
-
-def parse_event_id(event_id: str) -> Optional[int]:
-    """The sequence encoded in an id this server issued, or None if it is not one."""
-    match = _EVENT_ID_RE.fullmatch(event_id)
-    return int(match.group(1), 16) if match else None
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
-
-
-class StoreError(Exception):
-    """Base of the errors the event store raises."""
-
-
-class StoreClosedError(StoreError):
-    """The store was closed (the server is shutting down)."""
-
-
-class StoreLockedError(StoreError):
-    """Another server holds the database file (one server per file)."""
-
-
-class UnknownTaskError(StoreError, LookupError):
-    """No task with this id."""
-
-    def __init__(self, task_id: str) -> None:
-        super().__init__(f"no task with id {task_id!r}")
-        self.task_id = task_id
-
-
-class TaskFinishedError(StoreError):
-    """The task is already in a terminal status; it cannot change any more."""
-
-    def __init__(self, task_id: str, status: str) -> None:
-        super().__init__(f"task {task_id!r} is already {status}")
-        self.task_id = task_id
-        self.status = status
-
-
-class IdempotencyConflictError(StoreError):
-    """An ``Idempotency-Key`` was reused with a different request body."""
-
-
-class InvalidCursorError(StoreError, ValueError):
-    """The cursor is not an event id this server issued."""
-
-
-class ExpiredCursorError(StoreError):
-    """The cursor points at an event that retention already deleted."""
-
-    def __init__(self, message: str, *, oldest_sequence: int) -> None:
-        super().__init__(message)
-        self.oldest_sequence = oldest_sequence
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    """One event as stored: its position, id, type, task and wire envelope (JSON text)."""
-
-    sequence: int
-    id: str
-    type: str
-    task_id: Optional[str]
-    envelope: str
-
-    def sse_frame(self) -> bytes:
-        """The event as one SSE frame: ``id``, ``event`` and ``data`` lines, blank line."""
-        return f"id: {self.id}\nevent: {self.type}\ndata: {self.envelope}\n\n".encode()
-
-
-@dataclass(frozen=True)
-class ReadBatch:
-    """The answer of :meth:`EventStore.read_after`.
-
-    ``events`` are the matching events after the asked position, in order;
-    ``head`` is the last sequence of the log when they were read; ``gap`` is
-    True when retention already deleted events right after the asked position
-    (the reader missed them and must stop rather than skip them silently).
-    """
-
-    events: list[StoredEvent]
-    head: int
-    gap: bool
-
-
-@dataclass(frozen=True)
-class TaskPositions:
-    """Where a task's events start and (once it has one) where its ``task.finished`` is."""
-
-    first_sequence: int
-    finished_sequence: Optional[int]
+def _migrate(conn: sqlite3.Connection, default_org: str) -> None:
+    """Bring a version-1 file (no organization columns) up to date; idempotent."""
+    for table in ("events", "tasks"):
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if "organization_id" not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN organization_id TEXT")
+    conn.execute(
+        "UPDATE events SET organization_id = json_extract(envelope, '$.organizationId')"
+        " WHERE organization_id IS NULL"
+    )
+    conn.execute(
+        "UPDATE tasks SET organization_id = COALESCE((SELECT e.organization_id FROM events e"
+        " WHERE e.task_id = tasks.id ORDER BY e.sequence LIMIT 1), ?)"
+        " WHERE organization_id IS NULL",
+        (default_org,),
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (_SCHEMA_VERSION,)
+    )
 
 
 class _Tx:
@@ -215,7 +133,8 @@ class EventStore:
         later continues the same log: sequences, ids and cursors stay valid.
     :param retention: keep at most this many events; older ones are deleted
         and a cursor pointing at them is expired.
-    :param organization_id: the ``organizationId`` of events published without one.
+    :param organization_id: the organization of events and tasks created
+        without one.
 
     Thread-safe. :meth:`close` it when done.
     """
@@ -247,10 +166,7 @@ class EventStore:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("COMMIT")
             conn.executescript(_SCHEMA)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (_SCHEMA_VERSION,),
-            )
+            _migrate(conn, organization_id)
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
             head = int(row[0]) if row else 0
             row = conn.execute("SELECT MAX(sequence), MIN(sequence) FROM events").fetchone()
@@ -311,7 +227,7 @@ class EventStore:
         return self._closed
 
     def close(self) -> None:
-        """Close the database and wake every waiting stream. Idempotent."""
+        """Close the database and wake every waiter. Idempotent."""
         with self._cond:
             if self._closed:
                 return
@@ -372,8 +288,8 @@ class EventStore:
         *,
         task_id: Optional[str],
         task_version: Optional[int],
+        organization_id: str,
         trace_id: Optional[str] = None,
-        organization_id: Optional[str] = None,
     ) -> JSONDict:
         sequence = tx.head + 1
         event_id = format_event_id(sequence)
@@ -383,15 +299,16 @@ class EventStore:
             "sequence": sequence,
             "occurredAt": utc_now_iso(),
             "taskId": task_id,
-            "organizationId": organization_id or self._organization_id,
+            "organizationId": organization_id,
             "taskVersion": task_version,
             "traceId": trace_id,
             "data": data,
         }
-        text = _dumps(envelope)
+        text = dumps(envelope)
         tx.conn.execute(
-            "INSERT INTO events (sequence, id, type, task_id, envelope) VALUES (?, ?, ?, ?, ?)",
-            (sequence, event_id, event_type, task_id, text),
+            "INSERT INTO events (sequence, id, type, task_id, envelope, organization_id)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (sequence, event_id, event_type, task_id, text, organization_id),
         )
         if event_type == _FINISHED and task_id is not None:
             tx.conn.execute(
@@ -403,19 +320,25 @@ class EventStore:
         return result
 
     @staticmethod
-    def _load_task(tx: _Tx, task_id: str) -> JSONDict:
-        row = tx.conn.execute("SELECT snapshot FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        if row is None:
+    def _load_task(
+        tx: _Tx, task_id: str, organization_id: Optional[str] = None
+    ) -> tuple[JSONDict, str]:
+        """The task's snapshot and organization (``UnknownTaskError`` if it is not there,
+        or belongs to another organization than ``organization_id``)."""
+        row = tx.conn.execute(
+            "SELECT snapshot, organization_id FROM tasks WHERE id = ?", (task_id,)
+        ).fetchone()
+        if row is None or (organization_id is not None and row[1] != organization_id):
             raise UnknownTaskError(task_id)
         snapshot: JSONDict = json.loads(row[0])
-        return snapshot
+        return snapshot, str(row[1])
 
     @staticmethod
     def _save_task(tx: _Tx, snapshot: Mapping[str, Any], agent_step: Optional[int]) -> None:
         tx.conn.execute(
             "UPDATE tasks SET status = ?, snapshot = ?, agent_step = COALESCE(?, agent_step)"
             " WHERE id = ?",
-            (snapshot["status"], _dumps(snapshot), agent_step, snapshot["id"]),
+            (snapshot["status"], dumps(snapshot), agent_step, snapshot["id"]),
         )
 
     def publish(
@@ -431,16 +354,20 @@ class EventStore:
 
         ``type`` must be a wire value of :class:`EventType` (``ValueError``
         otherwise); ``data`` any JSON value. With ``task_id`` the task must
-        exist (:class:`UnknownTaskError`) and ``taskVersion`` is its current
-        version; the event is recorded as given, the task itself is not
-        changed. The server assigns ``id``, ``sequence`` and ``occurredAt``.
+        exist in ``organization_id`` (:class:`UnknownTaskError`), the event
+        belongs to the task's organization and ``taskVersion`` is its current
+        version; the task itself is not changed. Without ``organization_id``
+        the store's default applies (or, with ``task_id``, the task's). The
+        server assigns ``id``, ``sequence`` and ``occurredAt``.
         """
         event_type = EventType(type).value
 
         def append(tx: _Tx) -> JSONDict:
             version: Optional[int] = None
+            organization = organization_id or self._organization_id
             if task_id is not None:
-                version = int(self._load_task(tx, task_id)["version"])
+                snapshot, organization = self._load_task(tx, task_id, organization_id)
+                version = int(snapshot["version"])
             return self._insert_event(
                 tx,
                 event_type,
@@ -448,7 +375,7 @@ class EventStore:
                 task_id=task_id,
                 task_version=version,
                 trace_id=trace_id,
-                organization_id=organization_id,
+                organization_id=organization,
             )
 
         return self._write(append)
@@ -461,36 +388,43 @@ class EventStore:
         *,
         events_streaming: bool = False,
         metadata: Optional[Mapping[str, Any]] = None,
+        organization_id: Optional[str] = None,
     ) -> JSONDict:
         """Create a task (status ``todo``), emit its ``task.created``, return the snapshot.
 
         No simulated agent runs it: drive it with :meth:`publish`,
         :meth:`append_task_event` and :meth:`transition_task`.
         """
-        snapshot, _ = self.create_task_ex(
-            prompt, events_streaming=events_streaming, metadata=metadata, simulated=False
+        snapshot, _ = self.create_task_once(
+            None,
+            prompt,
+            events_streaming=events_streaming,
+            metadata=metadata,
+            organization_id=organization_id,
         )
         return snapshot
 
-    def create_task_ex(
+    def create_task_once(
         self,
+        idempotency_key: Optional[str],
         prompt: str,
         *,
-        events_streaming: bool,
-        metadata: Optional[Mapping[str, Any]],
-        simulated: bool,
-        idempotency_key: Optional[str] = None,
         fingerprint: str = "",
+        events_streaming: bool = False,
+        metadata: Optional[Mapping[str, Any]] = None,
+        organization_id: Optional[str] = None,
+        simulated: bool = False,
     ) -> tuple[JSONDict, bool]:
-        """Create a task, honouring an idempotency key; return ``(snapshot, created)``.
+        """Create a task at most once per ``idempotency_key``; return ``(snapshot, created)``.
 
-        With ``idempotency_key``: a second call with the same key and the same
-        ``fingerprint`` returns the existing task (``created`` False); the
-        same key with another fingerprint raises
-        :class:`IdempotencyConflictError`. ``simulated`` marks the task as run
-        by the simulated agent (its progress is then saved with each event,
-        so a restarted server can resume it).
+        A second call with the same key and the same ``fingerprint`` (of the
+        request) returns the existing task, ``created`` False; the same key
+        with another fingerprint raises :class:`IdempotencyConflictError`.
+        None as the key always creates. ``simulated`` marks the task as run by
+        the simulated agent (its progress is then saved with each event, so a
+        restarted server can resume it).
         """
+        organization = organization_id or self._organization_id
 
         def create(tx: _Tx) -> tuple[JSONDict, bool]:
             if idempotency_key is not None:
@@ -503,33 +437,34 @@ class EventStore:
                         raise IdempotencyConflictError(
                             "this Idempotency-Key was used with a different request body"
                         )
-                    return self._load_task(tx, row[1]), False
+                    return self._load_task(tx, row[1])[0], False
             row = tx.conn.execute("SELECT COALESCE(MAX(num), 0) + 1 FROM tasks").fetchone()
-            num = int(row[0])
+            number = int(row[0])
             task_id = f"task_{secrets.token_hex(12)}"
-            now = utc_now_iso()
-            snapshot: JSONDict = {
-                "id": task_id,
-                "identifier": f"AS-{num}",
-                "status": TaskStatus.TODO.value,
-                "prompt": prompt,
-                "result": None,
-                "error": None,
-                "eventsStreaming": bool(events_streaming),
-                "metadata": dict(metadata or {}),
-                "version": 1,
-                "createdAt": now,
-                "updatedAt": now,
-                "finishedAt": None,
-            }
-            text = _dumps(snapshot)
+            snapshot = new_snapshot(
+                task_id, number, prompt, events_streaming=events_streaming, metadata=metadata
+            )
+            text = dumps(snapshot)
             tx.conn.execute(
-                "INSERT INTO tasks (num, id, status, snapshot, first_sequence, agent_step)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (num, task_id, snapshot["status"], text, tx.head + 1, 0 if simulated else None),
+                "INSERT INTO tasks (num, id, status, snapshot, first_sequence, agent_step,"
+                " organization_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    number,
+                    task_id,
+                    snapshot["status"],
+                    text,
+                    tx.head + 1,
+                    0 if simulated else None,
+                    organization,
+                ),
             )
             self._insert_event(
-                tx, EventType.TASK_CREATED.value, snapshot, task_id=task_id, task_version=1
+                tx,
+                EventType.TASK_CREATED.value,
+                snapshot,
+                task_id=task_id,
+                task_version=1,
+                organization_id=organization,
             )
             if idempotency_key is not None:
                 tx.conn.execute(
@@ -541,30 +476,36 @@ class EventStore:
 
         return self._write(create)
 
-    def get_task(self, task_id: str) -> Optional[JSONDict]:
-        """The task's snapshot, or None."""
+    def get_task(self, task_id: str, organization_id: Optional[str] = None) -> Optional[JSONDict]:
+        """The task's snapshot, or None (also when it belongs to another organization
+        than ``organization_id``)."""
         with self._cond:
             row = (
                 self._require_open()
-                .execute("SELECT snapshot FROM tasks WHERE id = ?", (task_id,))
+                .execute("SELECT snapshot, organization_id FROM tasks WHERE id = ?", (task_id,))
                 .fetchone()
             )
-        if row is None:
+        if row is None or (organization_id is not None and row[1] != organization_id):
             return None
         snapshot: JSONDict = json.loads(row[0])
         return snapshot
 
-    def task_positions(self, task_id: str) -> Optional[TaskPositions]:
-        """Where the task's events start and where its ``task.finished`` is; None if unknown."""
+    def task_positions(
+        self, task_id: str, organization_id: Optional[str] = None
+    ) -> Optional[TaskPositions]:
+        """Where the task's events start and where its ``task.finished`` is; None if unknown
+        (or in another organization than ``organization_id``)."""
         with self._cond:
             row = (
                 self._require_open()
                 .execute(
-                    "SELECT first_sequence, finished_sequence FROM tasks WHERE id = ?", (task_id,)
+                    "SELECT first_sequence, finished_sequence, organization_id FROM tasks"
+                    " WHERE id = ?",
+                    (task_id,),
                 )
                 .fetchone()
             )
-        if row is None:
+        if row is None or (organization_id is not None and row[2] != organization_id):
             return None
         return TaskPositions(int(row[0]), None if row[1] is None else int(row[1]))
 
@@ -588,12 +529,17 @@ class EventStore:
         event_type = EventType(type).value
 
         def append(tx: _Tx) -> JSONDict:
-            snapshot = self._load_task(tx, task_id)
+            snapshot, organization = self._load_task(tx, task_id)
             if TaskStatus(snapshot["status"]).is_terminal:
                 raise TaskFinishedError(task_id, snapshot["status"])
             payload = data(snapshot) if callable(data) else data
             envelope = self._insert_event(
-                tx, event_type, payload, task_id=task_id, task_version=int(snapshot["version"])
+                tx,
+                event_type,
+                payload,
+                task_id=task_id,
+                task_version=int(snapshot["version"]),
+                organization_id=organization,
             )
             if agent_step is not None:
                 tx.conn.execute(
@@ -613,6 +559,7 @@ class EventStore:
         result: Optional[str] = None,
         error: Optional[str] = None,
         agent_step: Optional[int] = None,
+        organization_id: Optional[str] = None,
     ) -> list[JSONDict]:
         """Move a running task to ``status``; return the envelopes emitted.
 
@@ -621,69 +568,38 @@ class EventStore:
         status also sets ``finishedAt`` and emits ``task.finished`` with the
         snapshot, in the same transaction. ``failed`` is not an AgentRail
         status, so a move to ``failed`` emits only ``task.finished``. Raises
-        :class:`UnknownTaskError`, or :class:`TaskFinishedError` if the task is
-        already terminal.
+        :class:`UnknownTaskError` (also for a task of another organization
+        than ``organization_id``), or :class:`TaskFinishedError` if the task
+        is already terminal.
         """
         new_status = TaskStatus(status)
 
-        def transition(tx: _Tx) -> list[JSONDict]:
-            snapshot = self._load_task(tx, task_id)
-            previous = snapshot["status"]
-            if TaskStatus(previous).is_terminal:
-                raise TaskFinishedError(task_id, previous)
-            now = utc_now_iso()
-            changed = ["status"]
-            snapshot["status"] = new_status.value
-            snapshot["version"] = int(snapshot["version"]) + 1
-            snapshot["updatedAt"] = now
-            if result is not None:
-                snapshot["result"] = result
-                changed.append("result")
-            if error is not None:
-                snapshot["error"] = error
-                changed.append("error")
-            terminal = new_status.is_terminal
-            if terminal:
-                snapshot["finishedAt"] = now
-                changed.append("finishedAt")
+        def change(tx: _Tx) -> list[JSONDict]:
+            snapshot, organization = self._load_task(tx, task_id, organization_id)
+            if TaskStatus(snapshot["status"]).is_terminal:
+                raise TaskFinishedError(task_id, snapshot["status"])
+            updated = transition(
+                snapshot, new_status, summary=summary, actor=actor, result=result, error=error
+            )
             version = int(snapshot["version"])
-            envelopes: list[JSONDict] = []
-            if new_status is not TaskStatus.FAILED:
-                data: JSONDict = {
-                    "taskId": task_id,
-                    "taskIdentifier": snapshot["identifier"],
-                    "status": new_status.value,
-                    "previousStatus": previous,
-                    "changedFields": changed,
-                    "actor": dict(actor or {"id": "agentstream", "role": "system"}),
-                    "summary": summary,
-                    "availableActions": available_actions(new_status),
-                    "links": task_links(task_id),
-                    "task": snapshot,
-                }
-                envelopes.append(
-                    self._insert_event(
-                        tx,
-                        EventType.TASK_UPDATED.value,
-                        data,
-                        task_id=task_id,
-                        task_version=version,
-                    )
+            emitted = [(EventType.TASK_UPDATED.value, updated)] if updated is not None else []
+            if new_status.is_terminal:
+                emitted.append((EventType.TASK_FINISHED.value, snapshot))
+            envelopes = [
+                self._insert_event(
+                    tx,
+                    event_type,
+                    data,
+                    task_id=task_id,
+                    task_version=version,
+                    organization_id=organization,
                 )
-            if terminal:
-                envelopes.append(
-                    self._insert_event(
-                        tx,
-                        EventType.TASK_FINISHED.value,
-                        snapshot,
-                        task_id=task_id,
-                        task_version=version,
-                    )
-                )
+                for event_type, data in emitted
+            ]
             self._save_task(tx, snapshot, agent_step)
             return envelopes
 
-        return self._write(transition)
+        return self._write(change)
 
     def unfinished_simulated_tasks(self) -> list[tuple[str, int]]:
         """``(task_id, next_step)`` of every simulated run that has not finished."""
@@ -731,14 +647,21 @@ class EventStore:
         *,
         types: Optional[Collection[str]] = None,
         task_id: Optional[str] = None,
+        organization_id: Optional[str] = None,
         limit: int = 256,
     ) -> ReadBatch:
         """Up to ``limit`` events with ``sequence > after`` matching the filters, in order."""
-        sql = "SELECT sequence, id, type, task_id, envelope FROM events WHERE sequence > ?"
+        sql = (
+            "SELECT sequence, id, type, task_id, organization_id, envelope FROM events"
+            " WHERE sequence > ?"
+        )
         params: list[Any] = [after]
         if task_id is not None:
             sql += " AND task_id = ?"
             params.append(task_id)
+        if organization_id is not None:
+            sql += " AND organization_id = ?"
+            params.append(organization_id)
         if types is not None:
             wanted = sorted(types)
             sql += f" AND type IN ({','.join('?' * len(wanted))})"
@@ -751,15 +674,15 @@ class EventStore:
             if self._deleted_through > after:
                 return ReadBatch([], head, gap=True)
             rows = conn.execute(sql, params).fetchall()
-        events = [StoredEvent(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+        events = [StoredEvent(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
         return ReadBatch(events, head, gap=False)
 
     def wait_for_events(
-        self, after: int, timeout: float, cancelled: Callable[[], bool] = lambda: False
+        self, after: int, timeout: Optional[float], cancelled: Callable[[], bool] = lambda: False
     ) -> bool:
         """Block until an event after ``after`` exists, the store closes, or ``cancelled()``.
 
-        Returns False when ``timeout`` (seconds) ran out first.
+        Returns False when ``timeout`` (seconds; None: no limit) ran out first.
         """
         with self._cond:
             return self._cond.wait_for(
@@ -770,13 +693,3 @@ class EventStore:
         """Wake every :meth:`wait_for_events` so it re-checks its ``cancelled``."""
         with self._cond:
             self._cond.notify_all()
-
-
-def task_links(task_id: str) -> dict[str, str]:
-    """The ``links`` of a task's events."""
-    return {"task": f"/tasks/{task_id}"}
-
-
-def available_actions(status: TaskStatus) -> list[str]:
-    """What a client may do with a task in ``status``."""
-    return [] if status.is_terminal else ["stop"]

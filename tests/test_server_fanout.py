@@ -13,7 +13,7 @@ import pytest
 from agentstream.server import ServerConfig
 from agentstream.server._fanout import Subscription
 
-from .server_fixtures import Api, ServerFactory
+from .server_fixtures import Api, ServerFactory, wait_until
 
 
 def test_one_store_read_per_event_whatever_the_streams(
@@ -33,7 +33,8 @@ def test_one_store_read_per_event_whatever_the_streams(
     streams = [api.stream() for _ in range(10)]
     readers = [stream.__enter__() for stream in streams]
     try:
-        assert srv.app.wait_open_streams(10)
+        broadcaster = srv.app._streams.broadcaster
+        assert wait_until(lambda: broadcaster.subscriber_count == 10)
         opened = len(reads)  # each stream's own first read
         env = store.publish("task.shipped", {"n": 1})
         for reader in readers:
@@ -44,7 +45,7 @@ def test_one_store_read_per_event_whatever_the_streams(
             stream.__exit__(None, None, None)
 
 
-def test_an_idle_stream_does_not_wake(
+def test_an_idle_stream_does_not_wake_nor_does_a_live_event_wake_it(
     servers: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     srv = servers.start()
@@ -64,14 +65,14 @@ def test_an_idle_stream_does_not_wake(
         assert not woke.wait(1.0)
         env = api.publish("task.shipped", {"n": 1})
         assert reader.next_event().envelope == env
-        assert woke.is_set()
+        assert not woke.is_set()  # the fan-out wrote it to the socket: no thread woke
 
 
 def test_every_tailer_gets_every_event_in_order(servers: ServerFactory) -> None:
     srv = servers.start()
-    tailers = 20
+    tailers = 10
     publishers = 4
-    per_publisher = 150
+    per_publisher = 100
     total = publishers * per_publisher
     apis = [servers.api(srv) for _ in range(tailers)]
     received: list[list[int]] = [[] for _ in range(tailers)]

@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Collection
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ._errors import StoreClosedError
 from ._events import StoredEvent
 from ._store import EventStore
+
+if TYPE_CHECKING:
+    from ._http import DirectWriter
 
 __all__ = ["Broadcaster", "Subscription"]
 
@@ -44,16 +48,19 @@ class Subscription:
     """
 
     __slots__ = (
+        "_direct",
         "_event",
         "_events",
         "_lock",
         "backlog",
         "ended",
+        "last_direct_write",
         "on_end",
         "organization_id",
         "position",
         "task_id",
         "types",
+        "writer",
     )
 
     def __init__(
@@ -72,6 +79,9 @@ class Subscription:
         self.backlog = backlog
         self.ended: Optional[str] = None  # why it ended: "overflow", "gap", "closed", ...
         self.on_end: Optional[Callable[[str], None]] = None
+        self.writer: Optional[DirectWriter] = None
+        self.last_direct_write = 0.0
+        self._direct = False  # the broadcaster may write to the socket itself
         self._events: list[StoredEvent] = []
         self._lock = threading.Lock()
         self._event = threading.Event()
@@ -98,6 +108,17 @@ class Subscription:
         with self._lock:
             if self.ended is not None:
                 return True
+            if self._direct and not self._events:
+                assert self.writer is not None
+                status = self.writer.try_send(b"".join([e.frame for e in events]))
+                if status == "sent":
+                    self.last_direct_write = time.monotonic()
+                    return True
+                self._direct = False  # the stream's thread writes from here on
+                if status == "partial":  # the rest waits in writer.pending for the thread
+                    self.last_direct_write = time.monotonic()
+                    self._event.set()
+                    return True
             if len(self._events) + len(events) > self.backlog:
                 overflow = True
             else:
@@ -110,12 +131,29 @@ class Subscription:
             return False
         return True
 
+    def resume_direct(self) -> None:
+        """Let the broadcaster write directly again, once nothing is queued (stream thread)."""
+        if self.writer is None:
+            return
+        with self._lock:
+            if not self._events and not self.writer.pending:
+                self._direct = True
+
+    def pause_direct(self) -> None:
+        """Take the socket back from the broadcaster (stream thread, before it writes)."""
+        with self._lock:
+            self._direct = False
+
     def end(self, reason: str) -> None:
-        """End the stream (idempotent): drop its backlog, wake it, tell ``on_end``."""
+        """End the stream (idempotent): drop its backlog, wake it, tell ``on_end``.
+
+        Under the lock, so no direct write is under way once it returns.
+        """
         with self._lock:
             if self.ended is not None:
                 return
             self.ended = reason
+            self._direct = False
             self._events = []
             self._event.set()
         if self.on_end is not None:
@@ -161,6 +199,12 @@ class Broadcaster:
         """The last sequence handed out."""
         with self._lock:
             return self._position
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many live streams are subscribed."""
+        with self._lock:
+            return len(self._subscriptions)
 
     def subscribe(
         self,

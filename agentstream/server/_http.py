@@ -25,6 +25,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import selectors
 import socket
 import threading
@@ -78,8 +79,9 @@ class _DeadlineReader(io.RawIOBase):
     seconds hold the connection forever; a deadline does not.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, idle_timeout: float) -> None:
         self._sock = sock
+        self._idle_timeout = idle_timeout
         self.deadline: Optional[float] = None
         self.timed_out = False
 
@@ -88,7 +90,8 @@ class _DeadlineReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         if self.deadline is None:
-            self._sock.settimeout(None)
+            # Never blocking mode: the fan-out's direct writes need O_NONBLOCK (see DirectWriter).
+            self._sock.settimeout(self._idle_timeout)
         else:
             left = self.deadline - time.monotonic()
             if left <= 0:
@@ -288,6 +291,49 @@ class _Rejecter:
         self._thread.join(5)
 
 
+class DirectWriter:
+    """Lets the fan-out write a stream's next chunk from its own thread, without waiting.
+
+    Exposed to the app as ``environ["agentstream.direct_writer"]``. The
+    caller guarantees that the handler's thread is not writing meanwhile
+    (the stream's subscription switches between the two under its lock).
+    :meth:`try_send` never blocks: the socket is in timeout mode, so its file
+    descriptor is non-blocking, and ``os.write`` returns what fitted. What did
+    not fit is kept in :attr:`pending`, which the handler's thread writes
+    before anything else.
+    """
+
+    __slots__ = ("_fd", "_sock", "chunked", "pending", "ready")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._fd = sock.fileno()
+        self.ready = False  # the headers are out
+        self.chunked = False
+        self.pending = b""
+
+    def try_send(self, data: bytes) -> str:
+        """``"sent"``, ``"partial"`` (the rest is in :attr:`pending`), ``"blocked"`` (nothing
+        sent: the socket buffer is full, or direct writes are not possible) or ``"error"``."""
+        if not self.ready or self.pending or not self._sock.gettimeout():
+            return "blocked"
+        frame = b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data
+        try:
+            sent = os.write(self._fd, frame)
+        except BlockingIOError:
+            return "blocked"
+        except OSError:
+            return "error"
+        if sent == len(frame):
+            return "sent"
+        self.pending = frame[sent:]
+        return "partial"
+
+    def take_pending(self) -> bytes:
+        pending, self.pending = self.pending, b""
+        return pending
+
+
 class _Handler(WSGIRequestHandler):
     """werkzeug's handler with deadlines, keep-alive, one send per chunk and JSON errors."""
 
@@ -298,7 +344,7 @@ class _Handler(WSGIRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.connections.attach(self.connection)
-        self._reader = _DeadlineReader(self.connection)
+        self._reader = _DeadlineReader(self.connection, self.server.config.write_timeout)
         self._input = io.BufferedReader(self._reader, 65536)
         self.rfile = self._input
         self._requests_served = 0
@@ -380,6 +426,8 @@ class _Handler(WSGIRequestHandler):
                 length = 0
             body = _CountingInput(self._input, length)
             environ["wsgi.input"] = body
+        direct = DirectWriter(self.connection)
+        environ["agentstream.direct_writer"] = direct
         self._reader.deadline = time.monotonic() + config.body_timeout
 
         status_line: Optional[str] = None
@@ -405,7 +453,12 @@ class _Handler(WSGIRequestHandler):
                 self.connection.settimeout(config.write_timeout)
                 self._answered = True
                 self.wfile.write(head + (self._frame(data) if chunked else data))
-            elif data:
+                direct.chunked = chunked
+                direct.ready = True
+                return
+            if direct.pending:  # what a direct write left over goes first
+                self.wfile.write(direct.take_pending())
+            if data:
                 self.wfile.write(self._frame(data) if chunked else data)
 
         app_iter: Iterable[bytes] = ()
@@ -415,8 +468,9 @@ class _Handler(WSGIRequestHandler):
                 write(data)
             if not sent:
                 write(b"")
+            direct.ready = False  # the fan-out's last chance was before the app's end
             if chunked:
-                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.write(direct.take_pending() + b"0\r\n\r\n")
         except (ConnectionError, *_TIMEOUTS):
             self.close_connection = True  # the client went away, or stopped reading
         except OSError:

@@ -27,6 +27,7 @@ from ._bodies import ApiError
 from ._errors import ExpiredCursorError, InvalidCursorError, StoreClosedError
 from ._events import StoredEvent
 from ._fanout import Broadcaster, Subscription
+from ._http import DirectWriter
 from ._store import EventStore
 from ._watch import PeerWatcher
 
@@ -201,18 +202,22 @@ class OpenStreams:
         with self._cond:
             self._open.add(handle)
             self._cond.notify_all()
+        writer = environ.get("agentstream.direct_writer")
         try:
-            yield from self._run(spec, handle)
+            yield from self._run(spec, handle, writer)
         finally:
             if sock is not None:
                 self._watcher.unwatch(sock)
             if handle.subscription is not None:
+                handle.subscription.end("closed")  # no direct write after this
                 self.broadcaster.unsubscribe(handle.subscription)
             with self._cond:
                 self._open.discard(handle)
                 self._cond.notify_all()
 
-    def _run(self, spec: StreamSpec, handle: _Handle) -> Iterator[bytes]:
+    def _run(
+        self, spec: StreamSpec, handle: _Handle, writer: Optional[DirectWriter]
+    ) -> Iterator[bytes]:
         yield b": connected\n\n"
         framer = _Framer(spec)
         last_write = time.monotonic()
@@ -262,24 +267,34 @@ class OpenStreams:
             subscription.on_end = _shut(sock)  # a stream ended by the fan-out: cut at once
             if not self._watcher.watch(sock, lambda: subscription.end("client_gone")):
                 return
+        if spec.task_id is None:  # task streams end at task.finished: their thread writes
+            subscription.writer = writer
+            subscription.resume_direct()
         if handle.stopped():
             return
         while True:
-            idle = time.monotonic() - last_write
+            idle = time.monotonic() - max(last_write, subscription.last_direct_write)
             if idle >= spec.heartbeat:
+                subscription.pause_direct()
                 yield b": heartbeat\n\n"
                 last_write = time.monotonic()
+                subscription.resume_direct()
                 continue
             events = subscription.wait(spec.heartbeat - idle)
             if handle.stopped() or subscription.ended is not None:
                 if subscription.ended not in (None, "closed", "client_gone"):
                     logger.info("a stream was ended: %s", subscription.ended)
                 return
+            # Here the broadcaster does not write (it queued these, or left a rest in
+            # writer.pending, which the HTTP layer writes first): this thread does.
             if events:
                 yield framer.frames(events)
                 last_write = time.monotonic()
                 if framer.finished:
                     return
+            else:  # woken for what a direct write left in writer.pending
+                yield b""
+            subscription.resume_direct()
 
 
 class _Framer:

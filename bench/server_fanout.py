@@ -1,0 +1,412 @@
+"""The reference server's fan-out, before and after: publishes/s, delivery latency, idle CPU.
+
+Run from the repository root::
+
+    .venv/bin/python bench/server_fanout.py                 # main against the working tree
+    .venv/bin/python bench/server_fanout.py --base HEAD~3 --quick
+
+``--base`` (any git revision, ``main`` by default) is checked out into a
+temporary ``git worktree`` and is "before"; the working tree is "after".
+Each revision's server runs in its own process (``agentstream serve``'s
+``ReferenceServer``, a fresh database, no simulated agent), with the tailers
+in a second process (one thread, a selector over raw sockets, so the client
+costs as little as it can) and the publishers in a third (threads, each on
+one ``http.client`` connection, which the old server closes after every
+answer and the new one keeps). Every published event carries its send time;
+a tailer's latency is the time from just before the POST to the moment its
+bytes are read. Scenarios:
+
+- ``publish``: publishers flood for ``--seconds`` with no stream open;
+- ``flood``: the same with ``--tailers`` streams open; rate = events every
+  tailer received / time until the last one arrived;
+- ``paced``: ``--rate`` publishes/s with ``--tailers`` streams open; the
+  achieved rate and the latency percentiles;
+- ``slow``: the paced run with one more tailer that never reads;
+- ``idle``: ``--idle`` open streams and nothing published: the server
+  process's CPU over ``--seconds`` (from ``/proc``), as % of one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import selectors
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+KEY = "as_bench_fanout_key"
+_STAMP = re.compile(rb'"t":([0-9.]+)')
+
+
+# ---------------------------------------------------------------------- the three roles
+
+
+def serve() -> None:
+    """Role ``--serve``: a reference server of whatever agentstream is on PYTHONPATH."""
+    from agentstream import server as srv
+
+    kwargs: dict[str, Any] = {}
+    config_class = getattr(srv, "ServerConfig", None)
+    if config_class is not None:  # the new server caps connections: make room for --idle
+        kwargs["config"] = config_class(max_connections=20_000)
+    tmp = tempfile.mkdtemp(prefix="agentstream-fanout-")
+    server = srv.ReferenceServer(
+        os.path.join(tmp, "events.sqlite3"),
+        api_keys={KEY: srv.ALL_SCOPES},
+        retention=10_000_000,
+        heartbeat_default=300,
+        agent_pace=0,
+        **kwargs,
+    ).start()
+    print(json.dumps({"url": server.url, "port": server.port}), flush=True)
+    sys.stdin.read()  # until the bench closes our stdin
+    server.stop()
+
+
+def tail(port: int, count: int, silent: int) -> None:
+    """Role ``--tail``: ``count`` streams read on one thread; ``silent`` more never read.
+
+    Prints ``ready`` once every stream is open; then reads a number N from
+    stdin (how many were published) and prints one JSON line once every
+    reading stream has N events (or 60 s after it got N).
+    """
+    request = (
+        "GET /task-events/stream?heartbeatSeconds=300 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {KEY}\r\n\r\n"
+    ).encode()
+    selector = selectors.DefaultSelector()
+    socks = []
+    for index in range(count + silent):
+        sock = socket.create_connection(("127.0.0.1", port))
+        if index >= count:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(request)
+        socks.append(sock)
+    state: dict[socket.socket, dict[str, Any]] = {}
+    for sock in socks[:count]:
+        sock.setblocking(False)
+        state[sock] = {"buf": b"", "open": False, "n": 0, "last": 0.0}
+        selector.register(sock, selectors.EVENT_READ)
+    stdin = sys.stdin.buffer.raw  # type: ignore[attr-defined]
+    selector.register(stdin, selectors.EVENT_READ)
+    opened = 0
+    latencies: list[float] = []
+    expected: Optional[int] = None
+    deadline = float("inf")
+    while time.monotonic() < deadline:
+        if expected is not None and all(s["n"] >= expected for s in state.values()):
+            break
+        for key, _ in selector.select(0.5):
+            if key.fileobj is stdin:
+                expected = int(stdin.readline())
+                deadline = time.monotonic() + 60
+                selector.unregister(stdin)
+                continue
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            s = state[sock]
+            try:
+                data = sock.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            now = time.time()
+            if not data:
+                selector.unregister(sock)
+                continue
+            buf = s["buf"] + data
+            if not s["open"] and b": connected" in buf:
+                s["open"] = True
+                opened += 1
+                if opened == count:
+                    print("ready", flush=True)
+            cut = buf.rfind(b"\n\n")
+            if cut < 0:
+                s["buf"] = buf
+                continue
+            stamps = _STAMP.findall(buf, 0, cut)
+            s["buf"] = buf[cut + 2 :]
+            if stamps:
+                latencies.extend(now - float(t) for t in stamps)
+                s["n"] += len(stamps)
+                s["last"] = now
+    received = [s["n"] for s in state.values()]
+    last = max((s["last"] for s in state.values()), default=0.0)
+    latencies.sort()
+    print(
+        json.dumps(
+            {
+                "received_min": min(received),
+                "last": last,
+                "p50": _percentile(latencies, 0.50),
+                "p99": _percentile(latencies, 0.99),
+            }
+        ),
+        flush=True,
+    )
+    for sock in socks:
+        sock.close()
+
+
+def publish(port: int, threads: int, seconds: float, rate: Optional[float], pad: int) -> None:
+    """Role ``--publish``: ``threads`` publishers for ``seconds`` (paced at ``rate``/s if
+    given); prints one JSON line: how many were published, first send, last answer."""
+    lock = threading.Lock()
+    slots = iter(range(10**9))
+    counts = [0] * threads
+    start = time.time() + 0.2
+    end = start + seconds
+    first_last = [float("inf"), 0.0]
+
+    def run(index: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        while True:
+            if rate is not None:
+                with lock:
+                    slot = next(slots)
+                due = start + slot / rate
+                if due >= end:
+                    break
+                delay = due - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+            elif time.time() >= end:
+                break
+            sent = time.time()
+            body = json.dumps({"type": "message.chunk", "data": {"t": sent, "pad": "x" * pad}})
+            conn.request("POST", "/task-events", body, headers)
+            answer = conn.getresponse()
+            answer.read()
+            if answer.status != 201:
+                raise SystemExit(f"publish failed: {answer.status}")
+            counts[index] += 1
+            with lock:
+                first_last[0] = min(first_last[0], sent)
+                first_last[1] = max(first_last[1], time.time())
+        conn.close()
+
+    while time.time() < start:
+        time.sleep(0.01)
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    print(json.dumps({"published": sum(counts), "first": first_last[0], "last": first_last[1]}))
+
+
+# ---------------------------------------------------------------------- the bench
+
+
+def _percentile(values: list[float], q: float) -> Optional[float]:
+    if not values:
+        return None
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+class Revision:
+    """One revision's server process, and the client processes run against it."""
+
+    def __init__(self, label: str, checkout: Path) -> None:
+        self.label = label
+        self.checkout = checkout
+        self.env = dict(os.environ, PYTHONPATH=str(checkout))
+        self.proc = self._spawn(["--serve"], stdin=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        info = json.loads(self.proc.stdout.readline())
+        self.port = int(info["port"])
+
+    def _spawn(self, args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(HERE), *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd=self.checkout,
+            **kwargs,
+        )
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def publishers(self, args: argparse.Namespace, rate: Optional[float]) -> dict[str, Any]:
+        cmd = ["--publish", str(self.port), str(args.publishers), str(args.seconds)]
+        cmd += [str(rate or 0), str(args.pad)]
+        proc = self._spawn(cmd)
+        out, _ = proc.communicate(timeout=args.seconds * 10 + 60)
+        if proc.returncode:
+            raise SystemExit(f"{self.label}: the publishers failed")
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return result
+
+    def tailers(self, count: int, silent: int = 0) -> subprocess.Popen[str]:
+        proc = self._spawn(
+            ["--tail", str(self.port), str(count), str(silent)], stdin=subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            raise SystemExit(f"{self.label}: the tailers did not open: {line!r}")
+        return proc
+
+    def run(self, args: argparse.Namespace) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        pub = self.publishers(args, None)
+        results["publish"] = pub["published"] / (pub["last"] - pub["first"])
+
+        for name, rate, silent in (
+            ("flood", None, 0),
+            ("paced", args.rate, 0),
+            ("slow", args.rate, 1),
+        ):
+            tailers = self.tailers(args.tailers, silent)
+            pub = self.publishers(args, rate)
+            tail_result = self._tail_until(tailers, pub["published"])
+            delivered_by = max(tail_result["last"], pub["last"])
+            results[name] = {
+                "rate": tail_result["received_min"] / (delivered_by - pub["first"]),
+                "published": pub["published"],
+                "received_min": tail_result["received_min"],
+                "p50": tail_result["p50"],
+                "p99": tail_result["p99"],
+            }
+
+        tailers = self.tailers(args.idle)
+        before, started = self.cpu_seconds(), time.monotonic()
+        threading.Event().wait(args.seconds)
+        cpu = (self.cpu_seconds() - before) / (time.monotonic() - started)
+        self._tail_until(tailers, 0)
+        results["idle_cpu"] = cpu * 100
+        return results
+
+    def _tail_until(self, tailers: subprocess.Popen[str], published: int) -> dict[str, Any]:
+        out, _ = tailers.communicate(f"{published}\n", timeout=180)
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        if result["received_min"] < published:
+            print(
+                f"  {self.label}: a tailer received {result['received_min']} of {published}",
+                file=sys.stderr,
+            )
+        return result
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve"]:
+        return serve()
+    if argv[:1] == ["--tail"]:
+        port, count, silent = argv[1:4]
+        return tail(int(port), int(count), int(silent))
+    if argv[:1] == ["--publish"]:
+        port, threads, seconds, rate, pad = argv[1:6]
+        return publish(int(port), int(threads), float(seconds), float(rate) or None, int(pad))
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base", default="main", help="the 'before' revision (main)")
+    parser.add_argument("--tailers", type=int, default=100)
+    parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=1000.0, help="paced publishes/s")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
+    parser.add_argument("--publishers", type=int, default=4, help="publisher threads")
+    parser.add_argument("--pad", type=int, default=200, help="bytes of padding per event")
+    parser.add_argument("--quick", action="store_true", help="2 s runs, 20 tailers, 200 idle")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.tailers, args.idle = 2.0, 20, 200
+
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="agentstream-fanout-ab-") as scratch:
+        before = Path(scratch) / "before"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(before), args.base],
+            check=True,
+        )
+        try:
+            for label, checkout in ((args.base, before), ("working tree", ROOT)):
+                print(f"running {label} ...", file=sys.stderr, flush=True)
+                revision = Revision(label, checkout)
+                try:
+                    results[label] = revision.run(args)
+                finally:
+                    revision.close()
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=True
+            )
+    report(args, results)
+
+
+def _ms(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value * 1000:.1f}"
+
+
+def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
+    old, new = (results[label] for label in results)
+    labels = list(results)
+    print(
+        f"\n{args.tailers} tailers, {args.publishers} publisher threads, {args.seconds:g} s runs, "
+        f"paced at {args.rate:g}/s, {args.idle} idle streams; {os.cpu_count()} cores\n"
+    )
+    print(f"| measure | {labels[0]} | {labels[1]} | after / before |")
+    print("|---|---:|---:|---:|")
+
+    def row(name: str, a: float, b: float, fmt: str = "{:,.0f}") -> None:
+        ratio = b / a if a else float("inf")
+        print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.2f}× |")
+
+    row("publishes/s, no stream open", old["publish"], new["publish"])
+    for name, text in (
+        ("flood", f"{args.tailers} tailers, publishers flat out"),
+        ("paced", f"{args.tailers} tailers, {args.rate:g}/s asked"),
+        ("slow", f"{args.tailers} tailers + 1 that never reads, {args.rate:g}/s asked"),
+    ):
+        a, b = old[name], new[name]
+        row(f"publishes/s delivered to every tailer ({text})", a["rate"], b["rate"])
+        for q in ("p50", "p99"):
+            if a[q] is not None and b[q] is not None:
+                row(f"  delivery latency {q}, ms ({name})", a[q] * 1000, b[q] * 1000, "{:.1f}")
+    row(
+        f"server CPU, {args.idle} idle streams (% of one core)",
+        old["idle_cpu"],
+        new["idle_cpu"],
+        "{:.1f}",
+    )
+
+    paced, idle = new["paced"], new["idle_cpu"]
+    print("\ntargets (working tree):")
+    print(
+        f"- >= 1,000 publishes/s to {args.tailers} tailers with p99 <= 50 ms: "
+        f"{paced['rate']:,.0f}/s, p99 {_ms(paced['p99'])} ms"
+    )
+    print(f"- {args.idle} idle streams <= 3% CPU: {idle:.1f}%")
+    print(
+        f"- a slow tailer does not stall the others: p99 {_ms(new['slow']['p99'])} ms "
+        f"with it, {_ms(paced['p99'])} ms without"
+    )
+
+
+if __name__ == "__main__":
+    main()

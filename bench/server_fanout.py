@@ -35,7 +35,6 @@ import os
 import re
 import selectors
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -274,8 +273,10 @@ class Revision:
 
     def run(self, args: argparse.Namespace) -> dict[str, Any]:
         results: dict[str, Any] = {}
+        cpu_before = self.cpu_seconds()
         pub = self.publishers(args, None)
         results["publish"] = pub["published"] / (pub["last"] - pub["first"])
+        results["publish_cpu_ms"] = (self.cpu_seconds() - cpu_before) * 1000 / pub["published"]
 
         for name, rate, silent in (
             ("flood", None, 0),
@@ -283,8 +284,10 @@ class Revision:
             ("slow", args.rate, 1),
         ):
             tailers = self.tailers(args.tailers, silent)
+            cpu_before = self.cpu_seconds()
             pub = self.publishers(args, rate)
             tail_result = self._tail_until(tailers, pub["published"])
+            cpu = self.cpu_seconds() - cpu_before
             delivered_by = max(tail_result["last"], pub["last"])
             results[name] = {
                 "rate": tail_result["received_min"] / (delivered_by - pub["first"]),
@@ -292,6 +295,7 @@ class Revision:
                 "received_min": tail_result["received_min"],
                 "p50": tail_result["p50"],
                 "p99": tail_result["p99"],
+                "cpu_ms": cpu * 1000 / max(1, pub["published"]),
             }
 
         tailers = self.tailers(args.idle)
@@ -378,6 +382,13 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None
         print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.2f}× |")
 
     row("publishes/s, no stream open", old["publish"], new["publish"])
+    cpu_fmt = "{:.2f}"
+    row(
+        "  server CPU ms per publish (no stream)",
+        old["publish_cpu_ms"],
+        new["publish_cpu_ms"],
+        cpu_fmt,
+    )
     for name, text in (
         ("flood", f"{args.tailers} tailers, publishers flat out"),
         ("paced", f"{args.tailers} tailers, {args.rate:g}/s asked"),
@@ -385,6 +396,9 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None
     ):
         a, b = old[name], new[name]
         row(f"publishes/s delivered to every tailer ({text})", a["rate"], b["rate"])
+        row(
+            f"  server CPU ms per event, all deliveries ({name})", a["cpu_ms"], b["cpu_ms"], cpu_fmt
+        )
         for q in ("p50", "p99"):
             if a[q] is not None and b[q] is not None:
                 row(f"  delivery latency {q}, ms ({name})", a[q] * 1000, b[q] * 1000, "{:.1f}")

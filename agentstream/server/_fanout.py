@@ -272,6 +272,10 @@ class Broadcaster:
                 store.wait_for_events(self._position, None, lambda: self._closed)
                 if self._closed or store.closed:
                     break
+                with self._lock:
+                    if not self._subscriptions:  # nobody to hand rows to: skip them unread
+                        self._position = store.head_sequence
+                        continue
                 batch = store.read_after(self._position, limit=_READ_BATCH)
             except StoreClosedError:
                 break

@@ -261,6 +261,7 @@ def test_cli_serves_prints_the_key_once_and_stops_on_sigterm(tmp_path: Path) -> 
         everything = "".join(output + rest)
         assert everything.count(key) == 1  # printed once
         assert "stopped" in everything
+        assert "organization: org_local (every key acts for it)" in everything
         stderr = proc.stderr.read() if proc.stderr else ""
         assert key not in stderr  # logs never carry the key
         assert db.exists()
@@ -305,16 +306,23 @@ def test_cli_limit_flags_make_the_server_config() -> None:
 
 
 def test_cli_api_key_parsing() -> None:
+    from agentstream.server import ApiKey
     from agentstream.server._cli import build_parser
 
-    args = build_parser().parse_args(
-        ["--api-key", "a=events:read", "b=tasks:read,tasks:write", "--api-key", "c"]
-    )
+    flags = "--api-key a=events:read b=tasks:read,tasks:write --api-key c"
+    flags += " d=events:read@org_d e=*@org_e f=@org_f"
+    args = build_parser().parse_args(flags.split())
     assert dict(args.api_keys) == {
-        "a": frozenset({"events:read"}),
-        "b": frozenset({"tasks:read", "tasks:write"}),
-        "c": ALL_SCOPES,
+        "a": ApiKey(frozenset({"events:read"})),
+        "b": ApiKey(frozenset({"tasks:read", "tasks:write"})),
+        "c": ApiKey(ALL_SCOPES),
+        "d": ApiKey(frozenset({"events:read"}), "org_d"),
+        "e": ApiKey(ALL_SCOPES, "org_e"),
+        "f": ApiKey(ALL_SCOPES, "org_f"),
     }
+    for bad in ("g=events:read@", "h=", "i=bogus@org"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--api-key", bad])
 
 
 # ---------------------------------------------------------------- other WSGI servers

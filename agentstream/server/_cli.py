@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, Optional
 
-from ._app import ALL_SCOPES, MAX_HEARTBEAT, MIN_HEARTBEAT
+from ._app import MAX_HEARTBEAT, MIN_HEARTBEAT
+from ._auth import ALL_SCOPES, ApiKey
 from ._config import ServerConfig
 from ._errors import StoreLockedError
 from ._serving import ReferenceServer
@@ -46,21 +47,31 @@ DEFAULT_PORT = 8787
 DEFAULT_DB = "./agentstream.sqlite3"
 
 
-def parse_api_key(spec: str) -> tuple[str, frozenset[str]]:
-    """Parse ``KEY=scope,scope`` (``KEY`` alone or ``KEY=*`` means every scope)."""
-    key, sep, scopes_text = spec.partition("=")
+def parse_api_key(spec: str) -> tuple[str, ApiKey]:
+    """Parse ``KEY=scope,scope@organization`` (``KEY`` alone or ``KEY=*`` means every
+    scope; without ``@organization`` the key acts for the default one, ``org_local``)."""
+    key, sep, rest = spec.partition("=")
     key = key.strip()
     if not key or any(c.isspace() for c in key):
         raise argparse.ArgumentTypeError("an API key must be non-empty, without spaces")
-    if not sep or scopes_text.strip() == "*":
-        return key, ALL_SCOPES
+    scopes_text, at, organization = rest.partition("@")
+    scopes_text, organization_id = scopes_text.strip(), organization.strip() or None
+    if at and organization_id is None:
+        raise argparse.ArgumentTypeError("no organization after '@'")
+    if sep and not scopes_text and not at:
+        raise argparse.ArgumentTypeError("no scopes after '='")
+    if not scopes_text or scopes_text == "*":  # KEY, KEY=*, KEY=@org, KEY=*@org
+        return key, ApiKey(ALL_SCOPES, organization_id)
     scopes = frozenset(s.strip() for s in scopes_text.split(",") if s.strip())
     unknown = scopes - ALL_SCOPES
     if unknown or not scopes:
         raise argparse.ArgumentTypeError(
             f"bad scopes {scopes_text!r}: choose among {', '.join(sorted(ALL_SCOPES))}"
         )
-    return key, scopes
+    try:
+        return key, ApiKey(scopes, organization_id)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=parse_api_key,
         default=[],
-        metavar="KEY=SCOPES",
-        help="an API key and its comma-separated scopes (repeatable); without any, a "
-        "development key with every scope is generated and printed once",
+        metavar="KEY=SCOPES[@ORG]",
+        help="an API key, its comma-separated scopes and, after @, its organization "
+        "(repeatable; each key sees only its organization's events and tasks); without "
+        "any, a development key with every scope is generated and printed once",
     )
     parser.add_argument(
         "--pace",
@@ -198,6 +210,14 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         print(f"agentstream reference server listening on {server.url}", flush=True)
         print(f"event log: {server.db_path}", flush=True)
+        organizations = sorted(server.organizations)
+        if len(organizations) == 1:
+            print(f"organization: {organizations[0]} (every key acts for it)", flush=True)
+        else:
+            print(
+                f"organizations: {', '.join(organizations)} (each key sees only its own)",
+                flush=True,
+            )
         if not args.api_keys:
             # Printed once, on purpose, to stdout; never logged, never stored.
             print("development API key (every scope; shown only this once):", flush=True)

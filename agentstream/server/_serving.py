@@ -10,10 +10,11 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Optional, Union
 
-from ._app import ALL_SCOPES, ReferenceApp, create_app
+from ._app import ReferenceApp, create_app
+from ._auth import ALL_SCOPES, ApiKey, KeySpec
 from ._config import ServerConfig
 from ._http import HTTPServer
 from ._store import DEFAULT_RETENTION, EventStore
@@ -37,7 +38,8 @@ class ReferenceServer:
     :param db_path: the SQLite event log; None uses a temporary file that
         :meth:`stop` deletes. A new server on the same file replays from the
         same cursors and resumes unfinished simulated runs.
-    :param api_keys: ``{key: scopes}``; None creates one key with every
+    :param api_keys: ``{key: ApiKey(scopes, organization_id)}`` or ``{key:
+        scopes}`` (a key of the default organization); None creates one key with every
         scope (:attr:`api_key`).
     :param host: interface to bind.
     :param port: TCP port; 0 picks a free one (see :attr:`url`).
@@ -56,7 +58,7 @@ class ReferenceServer:
         self,
         db_path: Optional[Union[str, os.PathLike[str]]] = None,
         *,
-        api_keys: Optional[Mapping[str, Iterable[str]]] = None,
+        api_keys: Optional[Mapping[str, KeySpec]] = None,
         host: str = "127.0.0.1",
         port: int = 0,
         agent_pace: float = 0.2,
@@ -66,13 +68,15 @@ class ReferenceServer:
     ) -> None:
         if api_keys is None:
             key = generate_api_key()
-            keys: dict[str, frozenset[str]] = {key: ALL_SCOPES}
+            keys: dict[str, ApiKey] = {key: ApiKey(ALL_SCOPES)}
             self.api_key: str = key
         else:
-            keys = {k: frozenset(v) for k, v in api_keys.items()}
+            keys = {
+                k: v if isinstance(v, ApiKey) else ApiKey(frozenset(v)) for k, v in api_keys.items()
+            }
             if not keys:
                 raise ValueError("api_keys must hold at least one key")
-            full = [k for k, scopes in keys.items() if scopes >= ALL_SCOPES]
+            full = [k for k, spec in keys.items() if spec.scopes >= ALL_SCOPES]
             self.api_key = full[0] if full else next(iter(keys))
         self._keys = keys
         self._db_path = None if db_path is None else os.fspath(db_path)
@@ -106,6 +110,11 @@ class ReferenceServer:
     def port(self) -> int:
         """The bound TCP port (after :meth:`start`)."""
         return self._require_started().port
+
+    @property
+    def organizations(self) -> frozenset[str]:
+        """The organizations the API keys act for (after :meth:`start`)."""
+        return self.app.organizations
 
     @property
     def open_connections(self) -> int:

@@ -176,7 +176,7 @@ def publish(port: int, threads: int, seconds: float, rate: Optional[float], pad:
                 with lock:
                     slot = next(slots)
                 due = start + slot / rate
-                if due >= end:
+                if due >= end or time.time() >= end:  # a server that cannot keep up: stop
                     break
                 delay = due - time.time()
                 if delay > 0:

@@ -28,8 +28,8 @@ bytes are read. Scenarios:
 Besides rates and latencies it prints the server process's CPU per published
 event (all its deliveries included), which depends far less on what else the
 machine runs than the rates do. ``FANOUT_SWITCH_INTERVAL=0.0005`` in the
-environment sets the server processes' GIL switch interval (to measure how
-much of the latency is threads waiting for the GIL).
+environment sets both server processes' GIL switch interval (to see how much
+of the latency is threads waiting for the GIL).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def serve() -> None:
     """Role ``--serve``: a reference server of whatever agentstream is on PYTHONPATH."""
     from agentstream import server as srv
 
-    switch = os.environ.get("FANOUT_SWITCH_INTERVAL")
+    switch = os.environ.get("FANOUT_SWITCH_INTERVAL")  # for both revisions
     if switch:
         sys.setswitchinterval(float(switch))
 

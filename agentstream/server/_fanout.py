@@ -4,17 +4,22 @@ live stream that wants it.
 Before, every commit woke every stream thread (``notify_all`` on one
 condition) and each ran its own query under the store lock: the store work of
 one event grew with the number of streams. Now only the :class:`Broadcaster`
-waits on the store; it reads the new rows in one query and appends them to
-the :class:`Subscription` of each matching stream, whose thread alone is
-woken. A subscription's backlog is bounded: a stream whose client reads
-slower than events arrive is ended (its client resumes from its cursor and
-replays what it missed from the store), so it never holds up the others or
-grows without limit.
+waits on the store; it reads the new rows in one query and offers them to the
+:class:`Subscription` of each matching stream. A caught-up stream's socket is
+written by the broadcaster itself, without blocking (``_http.DirectWriter``),
+so no thread wakes per event per stream; when a socket is full the stream's
+own thread takes over and the broadcaster queues for it. That queue is
+bounded: a stream whose client reads slower than events arrive is ended (its
+client resumes from its cursor and replays what it missed from the store), so
+it never holds up the others or grows without limit.
 
 Replay is not the broadcaster's job: a stream with an old cursor reads the
 store itself, in batches, until it is close to the live end, and only then
 subscribes; :meth:`Broadcaster.subscribe` fills the last few events between
 the two under its lock, so the switch can neither skip nor repeat one.
+
+Anything else that wants the live events (webhook delivery, say) can
+subscribe the same way and :meth:`Subscription.wait` on its own thread.
 """
 
 from __future__ import annotations
@@ -235,7 +240,11 @@ class Broadcaster:
                 return None
             if behind > 0:
                 batch = self._store.read_after(
-                    after, types=subscription.types, task_id=task_id, limit=_CATCH_UP
+                    after,
+                    types=subscription.types,
+                    task_id=task_id,
+                    organization_id=organization_id,
+                    limit=_CATCH_UP,
                 )
                 if batch.gap:
                     subscription.end("gap")
@@ -291,16 +300,17 @@ class Broadcaster:
                     ended = list(self._subscriptions)
                     self._subscriptions.clear()
                     self._position = batch.head
-                elif batch.events:
-                    ended = self._hand_out(batch.events)
-                    self._position = batch.events[-1].sequence
                 else:
                     ended = []
+                    if batch.events:
+                        self._hand_out(batch.events)
+                        self._position = batch.events[-1].sequence
             for subscription in ended:
                 subscription.end("gap")
 
-    def _hand_out(self, events: list[StoredEvent]) -> list[Subscription]:
-        """Offer ``events`` to every subscription (under the lock); drop those that overflow."""
+    def _hand_out(self, events: list[StoredEvent]) -> None:
+        """Offer ``events`` to every subscription (under the lock); drop those that overflow
+        (the offer ended them)."""
         overflowed: list[Subscription] = []
         for subscription in self._subscriptions:
             if subscription.types is None and subscription.task_id is None:
@@ -316,4 +326,3 @@ class Broadcaster:
         for subscription in overflowed:
             self._subscriptions.discard(subscription)
             logger.info("a stream fell %d events behind: disconnected", subscription.backlog)
-        return []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -203,3 +204,31 @@ def test_stop_closes_idle_kept_alive_connections_at_once(servers: ServerFactory)
 def test_server_config_refuses_non_positive_values(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         ServerConfig(**{field: 0})
+
+
+def test_each_chunk_is_one_send(servers: ServerFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socketserver
+
+    srv = servers.start()
+    api = servers.api(srv)
+    task = srv.store.create_task("counted")
+    for n in range(3):
+        srv.store.append_task_event(task["id"], "message.chunk", f"part {n}")
+    srv.store.transition_task(task["id"], "done", summary="done")
+    writes: list[bytes] = []
+    write = socketserver._SocketWriter.write  # type: ignore[attr-defined]
+
+    def counted(self: Any, data: Any) -> Any:
+        writes.append(bytes(data))
+        return write(self, data)
+
+    monkeypatch.setattr(socketserver._SocketWriter, "write", counted)  # type: ignore[attr-defined]
+    with api.stream(taskId=task["id"]) as reader:
+        frames = reader.rest()
+    assert frames[-1].event == "task.finished"
+    # the headers with the first chunk; the replay batch; the terminating chunk
+    assert len(writes) == 3, writes
+    assert writes[0].startswith(b"HTTP/1.1 200 ")
+    assert writes[0].endswith(b": connected\n\n\r\n")
+    assert writes[1].count(b"id: evt_") == len(frames)
+    assert writes[2] == b"0\r\n\r\n"

@@ -15,6 +15,7 @@ agentstream sends with :func:`send_each`, which calls them one by one).
 
 from __future__ import annotations
 
+from inspect import iscoroutinefunction
 from typing import Any, Callable
 
 from blinker import Namespace, Signal
@@ -37,11 +38,21 @@ _signals = Namespace()
 def send_each(
     signal: Signal, sender: Any, **kwargs: Any
 ) -> list[tuple[Callable[..., Any], Exception]]:
-    """Call each receiver of ``signal`` for ``sender`` in turn, like blinker's
-    ``send()``, except that one that raises does not keep the others from
-    running. Returns ``(receiver, exception)`` for each that raised."""
+    """Call each receiver of ``signal`` for ``sender`` in turn, as blinker's
+    ``send()`` does, except that one that raises does not keep the others from
+    running. Returns ``(receiver, exception)`` for each that raised.
+
+    Like ``send()``: a muted signal (``with signal.muted():``) calls nobody,
+    and a coroutine function is not called but refused with the
+    ``RuntimeError`` blinker raises (reported here among the failures).
+    """
+    if signal.is_muted:
+        return []
     failures: list[tuple[Callable[..., Any], Exception]] = []
     for receiver in signal.receivers_for(sender):
+        if iscoroutinefunction(receiver):  # the test blinker's send() applies
+            failures.append((receiver, RuntimeError("Cannot send to a coroutine function.")))
+            continue
         try:
             receiver(sender, **kwargs)
         except Exception as exc:

@@ -445,3 +445,19 @@ def test_events_before_an_oversized_one_are_still_delivered() -> None:
     assert isinstance(parser.failure, EventTooLargeError)
     with pytest.raises(EventTooLargeError):
         parser.feed(b"data: later\n\n")
+
+
+def test_a_retry_of_5000_digits_is_a_long_delay_not_an_error() -> None:
+    # Python refuses int() of more than 4300 digits; the field is still a
+    # reconnection time (clamped), and leading zeros do not count.
+    parser = SSEParser()
+    events = parser.feed(b"retry: " + b"9" * 5000 + b"\ndata: a\n\n")
+    [event] = events
+    assert event.data == "a"
+    assert event.retry is not None
+    assert event.retry >= 10**15  # over 30,000 years: RetryPolicy caps the wait at max_delay
+    assert parser.retry == event.retry
+    events = parser.feed(b"retry: " + b"0" * 5000 + b"1500\ndata: b\n\n")
+    assert [(e.data, e.retry) for e in events] == [("b", 1500)]
+    assert parser.retry == 1500
+    assert parser.feed(b"retry: 000\ndata: c\n\n")[0].retry == 0

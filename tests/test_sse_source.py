@@ -331,6 +331,17 @@ def test_server_retry_field_sets_the_reconnection_delay(server: ScriptedServer) 
     assert log.wait_for(Retrying)[0].delay <= 0.020
 
 
+def test_a_retry_field_of_5000_digits_is_capped_by_max_delay(server: ScriptedServer) -> None:
+    huge = b"retry: " + b"9" * 5000 + b"\n\n"
+    server.script("/events", stream_then_end(huge + sse("a", id="1")), stream_then_hold(sse("b")))
+    log = Log()
+    reader = Reader(source_for(server, on_happening=log))
+    assert [e.data for e in reader.take(2)] == ["a", "b"]
+    reader.finish()
+    assert reader.error is None
+    assert log.wait_for(Retrying)[0].delay <= FAST.max_delay
+
+
 @pytest.mark.parametrize("status", [503, 429])
 def test_retry_after_is_honoured(server: ScriptedServer, status: int) -> None:
     server.script(

@@ -31,12 +31,18 @@ import sseclient
 from ..errors import EventTooLargeError
 from ._events import Comment, ServerSentEvent
 
-__all__ = ["DEFAULT_MAX_EVENT_SIZE", "SSEParser"]
+__all__ = ["DEFAULT_MAX_EVENT_SIZE", "MAX_RETRY_MS", "SSEParser"]
 
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
 """Default bound on one event's size in bytes (16 MiB)."""
 
 _BOM = b"\xef\xbb\xbf"
+
+MAX_RETRY_MS = 10**18 - 1
+"""The largest ``retry:`` value kept (ms); longer runs of digits are clamped to it.
+
+Python refuses ``int()`` of more than 4,300 digits, and no wait needs more
+than 18; the stream's :class:`RetryPolicy` caps the wait at ``max_delay``."""
 
 Parsed = Union[ServerSentEvent, Comment]
 
@@ -314,7 +320,8 @@ class SSEParser(sseclient.SSEClient):
             if b"\x00" not in value:
                 self._id_buffer = value.decode("utf-8", "replace") or None
         elif field == b"retry" and value.isdigit():  # bytes: ASCII digits only
-            self.retry = self._block_retry = int(value)
+            digits = value.lstrip(b"0")
+            self.retry = self._block_retry = int(digits or b"0") if len(digits) < 19 else MAX_RETRY_MS
         # any other field is ignored
         return None
 

@@ -75,12 +75,15 @@ class Client:
             raise ConfigurationError(
                 "base_url must not carry credentials (user:password@); pass the key as api_key"
             )
-        api_key = api_key or os.environ.get("AGENTSTREAM_API_KEY")
+        origin = "api_key"
+        if not api_key:
+            api_key, origin = os.environ.get("AGENTSTREAM_API_KEY"), "AGENTSTREAM_API_KEY"
         if not api_key:
             raise ConfigurationError(
                 "no API key: pass Client(api_key=...) or set AGENTSTREAM_API_KEY "
                 "(`agentstream serve` prints a development key when it starts)"
             )
+        _check_api_key(api_key, origin)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retry = retry or RetryPolicy.default()
@@ -277,6 +280,36 @@ class Client:
 
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.__api_key}"}
+
+
+def _check_api_key(key: str, origin: str) -> None:
+    """Raise :class:`ConfigurationError` for a key no ``Authorization`` header can
+    carry intact, saying what is wrong and where, never what the key is.
+
+    A header value is printable ASCII here: requests refuses CR, LF and leading
+    white space (quoting the whole header in its error), http.client refuses
+    what latin-1 cannot encode, and servers strip trailing white space.
+    """
+    for position, char in enumerate(key, 1):
+        if " " <= char <= "~":
+            continue
+        if char == "\r":
+            what = "a CR (\\r)"
+        elif char == "\n":
+            what = "an LF (\\n)"
+        elif char < " " or char == "\x7f":
+            what = f"a control character (U+{ord(char):04X})"
+        else:
+            what = f"a non-ASCII character (U+{ord(char):04X})"
+        hint = " (a .env file with CRLF line endings?)" if char in "\r\n" else ""
+        raise ConfigurationError(
+            f"the API key from {origin} contains {what} at position {position} of {len(key)}"
+            f"{hint}: an HTTP header cannot carry it; remove it"
+        )
+    if key != key.strip(" "):
+        raise ConfigurationError(
+            f"the API key from {origin} starts or ends with white space; remove it"
+        )
 
 
 def _segment(value: str) -> str:

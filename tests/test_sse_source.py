@@ -713,3 +713,40 @@ def test_a_zero_retry_from_the_server_still_backs_off() -> None:
     policy = RetryPolicy(max_delay=10)
     delays = [policy.delay(n, server_retry=0.0, rand=lambda: 1.0) for n in (1, 5, 11)]
     assert delays == [0.001, 0.016, 1.024]
+
+
+# -- wire order of events and happenings --------------------------------------
+
+ORDER_BYTES = sse("a", id="1") + b": between\n\n" + sse("b", id="2") + b": last\n\n" + sse("c")
+
+
+def test_comments_reach_the_caller_in_wire_order_when_iterating(server: ScriptedServer) -> None:
+    server.script("/events", stream_then_hold(ORDER_BYTES))  # one read holds all of it
+    seen: list[str] = []
+
+    def happening(h: Happening) -> None:
+        if isinstance(h, Comment):
+            seen.append(f":{h.text}")
+
+    with source_for(server, on_happening=happening) as source:
+        for event in source:
+            seen.append(event.data)
+            if event.data == "c":
+                break
+    assert seen == ["a", ":between", "b", ":last", "c"]
+
+
+def test_comments_reach_the_caller_in_wire_order_in_batches(server: ScriptedServer) -> None:
+    server.script("/events", stream_then_hold(ORDER_BYTES))
+    seen: list[object] = []
+
+    def happening(h: Happening) -> None:
+        if isinstance(h, Comment):
+            seen.append(f":{h.text}")
+
+    with source_for(server, on_happening=happening) as source:
+        for batch in source.batches():
+            seen.append([event.data for event in batch])
+            if batch[-1].data == "c":
+                break
+    assert seen == [["a"], ":between", ["b"], ":last", ["c"]]

@@ -22,6 +22,7 @@ from agentstream import (
     TaskEvent,
     TaskEventType,
 )
+from agentstream.sse import Comment
 from agentstream.stream import DEFAULT_STREAM_READ_TIMEOUT, read_timeout_for
 
 from .scripted_server import Conn, ScriptedServer
@@ -316,3 +317,30 @@ def test_credentials_in_the_base_url_are_refused_without_repeating_them() -> Non
     with pytest.raises(ConfigurationError) as info:
         Client("http://user:hunter22@127.0.0.1:8787", KEY)
     assert "hunter22" not in str(info.value)
+
+
+def test_heartbeats_and_typed_events_arrive_in_wire_order(server: ScriptedServer) -> None:
+    wire = frame(envelope(1)) + b": tick\n\n" + frame(envelope(2)) + frame(envelope(3))
+    server.script("/task-events/stream", stream_and_hold(wire + b": tock\n\n" + frame(envelope(4))))
+    for use_batches in (False, True):
+        seen: list[object] = []
+
+        def happening(h: Any) -> None:
+            if isinstance(h, Comment):
+                seen.append(h.text)
+
+        with client_for(server).stream_events(on_happening=happening) as stream:
+            if use_batches:
+                for batch in stream.batches():
+                    seen.append([event.sequence for event in batch])
+                    if batch[-1].sequence == 4:
+                        break
+            else:
+                for event in stream:
+                    seen.append(event.sequence)
+                    if event.sequence == 4:
+                        break
+        expected: list[object] = [[1], "tick", [2, 3], "tock", [4]]
+        if not use_batches:
+            expected = [1, "tick", 2, 3, "tock", 4]
+        assert seen == expected

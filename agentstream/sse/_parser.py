@@ -74,8 +74,10 @@ class SSEParser(sseclient.SSEClient):
         :class:`~agentstream.errors.EventTooLargeError`.
     :param last_event_id: the last event ID to start from (ids persist
         across events, as in a browser's ``EventSource``).
-    :param on_comment: called with each :class:`Comment` as it is parsed;
-        :meth:`feed` then returns events only.
+    :param on_comment: called with each :class:`Comment` as it is parsed,
+        before the events of the same :meth:`feed` call are returned (so out
+        of wire order); :meth:`feed` then returns events only. Without it,
+        comments come back among the events, in wire order.
     """
 
     _event_source: Iterable[bytes]  # set by sseclient-py's __init__
@@ -111,6 +113,9 @@ class SSEParser(sseclient.SSEClient):
         self._fast_path_pause = 0  # chunks left before the regex path is tried again
         self._fast_path_misses = 0  # consecutive chunks it could not take
         self._on_comment = on_comment
+        self.comments = 0
+        """How many comments :meth:`feed` has returned (without ``on_comment``): a
+        caller that sees it unchanged after a call knows the result holds events only."""
         self.failure: Optional[EventTooLargeError] = None
         """The error that ended parsing, once an event was too large."""
 
@@ -300,6 +305,7 @@ class SSEParser(sseclient.SSEClient):
                     self._on_comment(comment)
                 else:
                     parsed.append(comment)
+                    self.comments += 1
 
     def _field(self, line: bytes) -> Optional[Comment]:
         """Any line but the common spellings: the general WHATWG field rules."""

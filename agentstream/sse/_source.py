@@ -39,7 +39,7 @@ from ._events import (
     Retrying,
     ServerSentEvent,
 )
-from ._parser import DEFAULT_MAX_EVENT_SIZE, SSEParser
+from ._parser import DEFAULT_MAX_EVENT_SIZE, Parsed, SSEParser
 from ._retry import RetryPolicy
 
 __all__ = ["EventSource"]
@@ -161,7 +161,6 @@ class EventSource:
         self._parser = SSEParser(
             max_event_size=max_event_size,
             last_event_id=last_event_id or None,
-            on_comment=self._emit,  # comments are reported as they are parsed
         )
 
         self._lock = threading.Lock()
@@ -447,13 +446,34 @@ class EventSource:
                     self._reading = False
             if not chunk:
                 return
-            batch = cast("list[ServerSentEvent]", feed(chunk))  # comments went to _emit
-            if batch:
-                yield batch
+            comments = self._parser.comments
+            batch = feed(chunk)
+            if self._parser.comments != comments:
+                # Comments among the events: hand them out in wire order, the
+                # events before a comment first, as a batch of their own.
+                for part in self._split_at_comments(batch):
+                    yield part
+                    if self.closed:
+                        return
+            elif batch:
+                yield cast("list[ServerSentEvent]", batch)
                 if self.closed:
                     return
             if self._parser.failure is not None:
                 raise self._parser.failure
+
+    def _split_at_comments(self, parsed: list[Parsed]) -> Iterator[list[ServerSentEvent]]:
+        events: list[ServerSentEvent] = []
+        for item in parsed:
+            if isinstance(item, ServerSentEvent):
+                events.append(item)
+                continue
+            if events:
+                yield events
+                events = []
+            self._emit(item)
+        if events:
+            yield events
 
     # -- helpers --------------------------------------------------------
 

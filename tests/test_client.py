@@ -33,7 +33,8 @@ def test_a_key_that_no_header_can_carry_fails_at_construction_without_repeating_
         Client("http://127.0.0.1:9", api_key=bad_key)
     assert KEY[:5] not in str(raised.value)
     assert KEY[5:] not in str(raised.value)
-    assert raised.value.__cause__ is None and raised.value.__context__ is None
+    assert raised.value.__cause__ is None
+    assert raised.value.__context__ is None
     if "\x00" in bad_key:
         return  # no environment variable can hold a NUL
     # The same from the environment.

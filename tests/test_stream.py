@@ -325,7 +325,7 @@ def test_heartbeats_and_typed_events_arrive_in_wire_order(server: ScriptedServer
     for use_batches in (False, True):
         seen: list[object] = []
 
-        def happening(h: Any) -> None:
+        def happening(h: Any, seen: list[object] = seen) -> None:
             if isinstance(h, Comment):
                 seen.append(h.text)
 

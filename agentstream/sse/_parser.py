@@ -326,8 +326,9 @@ class SSEParser(sseclient.SSEClient):
             if b"\x00" not in value:
                 self._id_buffer = value.decode("utf-8", "replace") or None
         elif field == b"retry" and value.isdigit():  # bytes: ASCII digits only
-            digits = value.lstrip(b"0")
-            self.retry = self._block_retry = int(digits or b"0") if len(digits) < 19 else MAX_RETRY_MS
+            digits = value.lstrip(b"0") or b"0"
+            retry = int(digits) if len(digits) < 19 else MAX_RETRY_MS
+            self.retry = self._block_retry = retry
         # any other field is ignored
         return None
 

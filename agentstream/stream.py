@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol, Union
@@ -14,6 +15,7 @@ from .sse import EventSource, Happening, RetryPolicy, ServerSentEvent
 
 __all__ = [
     "DEFAULT_STREAM_READ_TIMEOUT",
+    "RECENT_IDS",
     "StreamOpener",
     "StreamOptions",
     "TaskEventStream",
@@ -24,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_STREAM_READ_TIMEOUT = 60.0
 """Read timeout of a stream that did not ask for a heartbeat interval (seconds)."""
+
+RECENT_IDS = 4096
+"""How many delivered event ids a stream remembers to tell a replayed event
+from a restarted sequence (see :class:`TaskEventStream`)."""
 
 
 @dataclass(frozen=True)
@@ -91,9 +97,17 @@ class TaskEventStream:
 
     Each event is yielded as soon as it arrives. Across reconnects nothing is
     lost (the stream resumes from the last event id) and nothing is delivered
-    twice (events whose ``sequence`` is not above the last delivered one are
-    dropped). An event that cannot be parsed (not JSON, no ``id``/``type``)
-    is logged and passed to ``on_invalid``; the stream goes on.
+    twice: an event whose ``sequence`` is not above the last delivered one,
+    and whose id is one of the last :data:`RECENT_IDS` delivered, is a replay
+    and is dropped. An event that cannot be parsed (not JSON, no
+    ``id``/``type``) is logged and passed to ``on_invalid``; the stream goes on.
+
+    A sequence that goes back with an id not delivered is a *sequence reset*
+    (the server's store was reset, or its sequences are not monotonic): the
+    event is delivered, the stream counts it in :attr:`sequence_resets`, logs
+    a WARNING, calls ``on_sequence_reset(event, previous_sequence)``, and
+    de-duplicates from the new sequence on. Never silent loss; a replay older
+    than the last :data:`RECENT_IDS` ids is delivered again, as a reset.
 
     Use it as a context manager, or call :meth:`close` (from any thread).
     """
@@ -103,11 +117,17 @@ class TaskEventStream:
         source: EventSource,
         *,
         on_invalid: Optional[Callable[[InvalidEventError], None]] = None,
+        on_sequence_reset: Optional[Callable[[TaskEvent, int], None]] = None,
     ) -> None:
         self._source = source
         self._on_invalid = on_invalid
+        self.on_sequence_reset = on_sequence_reset
+        """Called with ``(event, previous_sequence)`` on a sequence reset (settable)."""
+        self.sequence_resets = 0
+        """How many sequence resets this stream has seen."""
         self._cursor = source.last_event_id
         self._last_sequence = -1
+        self._recent_ids: deque[str] = deque(maxlen=RECENT_IDS)
         self._events: Optional[Iterator[TaskEvent]] = None
 
     @property
@@ -197,10 +217,31 @@ class TaskEventStream:
             self._report_unexpected(exc, raw)
             return None
         if event.sequence <= self._last_sequence:
-            logger.debug("dropping duplicate event %s (sequence %d)", event.id, event.sequence)
-            return None
+            if event.id in self._recent_ids:  # a scan, on this rare path only
+                logger.debug("dropping duplicate event %s (sequence %d)", event.id, event.sequence)
+                return None
+            self._report_reset(event)
         self._last_sequence = event.sequence
+        self._recent_ids.append(event.id)
         return event
+
+    def _report_reset(self, event: TaskEvent) -> None:
+        previous = self._last_sequence
+        self.sequence_resets += 1
+        logger.warning(
+            "sequence reset: event %s has sequence %d after %d, and its id was not delivered "
+            "before; delivering it and de-duplicating from sequence %d on (was the server's "
+            "store reset?)",
+            event.id,
+            event.sequence,
+            previous,
+            event.sequence,
+        )
+        if self.on_sequence_reset is not None:
+            try:
+                self.on_sequence_reset(event, previous)
+            except Exception:
+                logger.exception("on_sequence_reset callback raised")
 
     def _report_unexpected(self, exc: Exception, raw: ServerSentEvent) -> None:
         """Report an event whose parsing raised something other than

@@ -157,6 +157,40 @@ def test_events_already_delivered_are_not_delivered_again(server: ScriptedServer
         assert [next(stream).id for _ in range(3)] == ["evt_1", "evt_2", "evt_3"]
 
 
+def restarted(sequence: int) -> dict[str, Any]:
+    """An event of a server whose sequences started again (its database was reset)."""
+    return dict(envelope(sequence), id=f"evt_after_reset_{sequence}")
+
+
+@pytest.mark.parametrize("use_batches", [False, True])
+def test_a_server_whose_sequences_restart_is_a_loud_reset_not_silent_loss(
+    server: ScriptedServer, use_batches: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.script(
+        "/task-events/stream",
+        stream_and_hold(frame(envelope(1)), frame(envelope(2)), frame(envelope(3)), end=True),
+        # After the reconnect: a replayed duplicate, then a restarted sequence.
+        stream_and_hold(frame(envelope(3)), frame(restarted(1)), frame(restarted(2))),
+    )
+    resets: list[tuple[str, int]] = []
+    with client_for(server).stream_events() as stream:
+        stream.on_sequence_reset = lambda event, previous: resets.append((event.id, previous))
+        if use_batches:
+            ids = []
+            for batch in stream.batches():
+                ids.extend(event.id for event in batch)
+                if len(ids) >= 5:
+                    break
+        else:
+            ids = [next(stream).id for _ in range(5)]
+        assert stream.sequence_resets == 1
+    assert ids == ["evt_1", "evt_2", "evt_3", "evt_after_reset_1", "evt_after_reset_2"]
+    assert resets == [("evt_after_reset_1", 3)]
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING" and "reset" in r.message]
+    assert "evt_after_reset_1" in warning.message
+    assert "3" in warning.message
+
+
 def test_unparseable_event_is_reported_and_the_stream_goes_on(server: ScriptedServer) -> None:
     reported: list[InvalidEventError] = []
     server.script(

@@ -38,6 +38,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from ._compat import model_private, set_model_private
 from .errors import InvalidEventError
 from .event_types import EventType, TaskStatus
 
@@ -428,7 +429,7 @@ class TaskEvent(BaseModel):
         When set, ``data`` is the raw payload and the envelope fields are
         still valid.
         """
-        private = self.__pydantic_private__
+        private = model_private(self)
         if private is None:
             return None
         error: Optional[ValidationError] = private.get("validation_error")
@@ -442,7 +443,7 @@ class TaskEvent(BaseModel):
         event built in Python rather than parsed, it is ``data`` dumped in its
         wire (JSON, camelCase) form.
         """
-        private = self.__pydantic_private__
+        private = model_private(self)
         if private is not None:
             if "raw" in private:
                 return private["raw"]
@@ -649,10 +650,8 @@ def payload_model_for(event_type: Union[EventType, str]) -> Optional[type[BaseMo
     return None
 
 
-# Pydantic's per-instance private storage (a slot of BaseModel), set directly:
-# declaring private attributes would make pydantic call an initialiser on every
-# validation, which measured at ~2 µs per event (docs/decisions.md).
-_store_private = BaseModel.__dict__["__pydantic_private__"].__set__
+# Pydantic's per-instance private storage, set directly (see agentstream._compat).
+_store_private = set_model_private
 
 
 def parse_event(data: Union[str, bytes]) -> TaskEvent:

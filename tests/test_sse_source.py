@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
+from agentstream._compat import URLLIB3_READ1 as _URLLIB3_READ1
 from agentstream.errors import (
     AuthenticationError,
     BadRequestError,
@@ -39,7 +40,6 @@ from agentstream.sse import (
     RetryPolicy,
     ServerSentEvent,
 )
-from agentstream.sse._source import _URLLIB3_READ1
 
 from .scripted_server import Conn, ScriptedServer, never_answers, sse
 

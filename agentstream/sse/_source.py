@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.client
 import logging
 import socket
 import threading
@@ -14,12 +11,9 @@ from collections.abc import Generator, Iterator, Mapping
 from typing import Any, Callable, Optional, Union, cast
 
 import requests
-import requests.adapters
-import urllib3
-import urllib3.exceptions
-import urllib3.response
 
 from ..errors import (
+    AgentStreamError,
     ConnectionLostError,
     ContentTypeError,
     RateLimitError,
@@ -30,7 +24,6 @@ from ..errors import (
     redact,
     secrets_in,
 )
-from ._chunked import ChunkedReader
 from ._events import (
     Connected,
     Disconnected,
@@ -41,24 +34,22 @@ from ._events import (
 )
 from ._parser import DEFAULT_MAX_EVENT_SIZE, Parsed, SSEParser
 from ._retry import RetryPolicy
+from ._transport import (
+    READ_ERRORS,
+    Transport,
+    connection_lost,
+    read1_of,
+    read_error_body,
+    shutdown,
+    shutdown_socket,
+)
 
 __all__ = ["EventSource"]
 
 logger = logging.getLogger(__name__)
 
-_READ_ERRORS = (
-    OSError,
-    http.client.HTTPException,
-    urllib3.exceptions.HTTPError,
-    ValueError,  # "I/O operation on closed file" once the socket is shut down
-)
-_ERROR_BODY_LIMIT = 64 * 1024
-
-# urllib3 >= 2.3 offers HTTPResponse.read1(), which returns what has arrived
-# (at most one socket read) and still undoes Content-Encoding. Older urllib3
-# (1.26 is pinned by botocore on Python < 3.10) lacks it: there the stream
-# reads http.client's response directly, and so asks for an identity encoding.
-_URLLIB3_READ1 = hasattr(urllib3.response.HTTPResponse, "read1")
+# What a failed connection attempt raises that is retried (after a backoff).
+_RETRIED = (ConnectionLostError, ServerError, RateLimitError)
 
 
 class EventSource:
@@ -108,8 +99,11 @@ class EventSource:
         ``None`` waits forever.
     :param max_event_size: largest event accepted, in bytes.
     :param chunk_size: most bytes read from the socket at once.
-    :param session: a ``requests.Session`` to use (not closed by the
-        stream); by default the stream creates and closes its own.
+    :param session: a ``requests.Session`` whose settings (proxies,
+        certificates, auth, headers, cookies, adapters) the stream uses; it
+        is neither changed nor closed by the stream (see
+        :class:`~agentstream.sse._transport.Transport`). By default the stream
+        uses a session of its own.
     :param on_happening: called, on the iterating thread, with each
         :class:`Connected`, :class:`Disconnected`, :class:`Retrying`,
         :class:`Failed` and :class:`Comment`. An exception it raises is
@@ -148,15 +142,9 @@ class EventSource:
         self.retry_policy = retry or RetryPolicy.default()
         self._timeout = (connect_timeout, read_timeout)
         self._chunk_size = chunk_size
-        self._own_session = session is None
-        if session is None:
-            # Our own session reports each new socket at once, so that close()
-            # and restart() can also interrupt a connect or a wait for headers.
-            session = requests.Session()
-            adapter = _SocketReportingAdapter(self._on_new_socket)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-        self._session = session
+        # Each new socket is reported before it connects, so that close() and
+        # restart() can also interrupt a connect or a wait for headers.
+        self._transport = Transport(session, self._on_new_socket)
         self._on_happening = on_happening
         self._parser = SSEParser(
             max_event_size=max_event_size,
@@ -167,9 +155,9 @@ class EventSource:
         self._wake = threading.Event()  # set by close() and restart()
         self._closed = False
         self._restart_requested = False
-        self._response: Optional[requests.Response] = None
+        self._response: Optional[requests.Response] = None  # headers received
         self._opening: Optional[socket.socket] = None  # connecting, no response yet
-        self._reading = False
+        self._reading = False  # the iterating thread is blocked on _response
         self._batches: Optional[Generator[list[ServerSentEvent], None, None]] = None
         self._buffer: deque[ServerSentEvent] = deque()
         self._mode: Optional[str] = None  # "events" or "batches", whichever is used first
@@ -243,9 +231,9 @@ class EventSource:
             response, reading, opening = self._response, self._reading, self._opening
         self._wake.set()
         if opening is not None:
-            _shutdown_socket(opening)
+            shutdown_socket(opening)
         if response is not None:
-            _shutdown(response)
+            shutdown(response)
             if not reading:
                 self._release()
 
@@ -262,142 +250,77 @@ class EventSource:
             response, opening = self._response, self._opening
         self._wake.set()
         if opening is not None:
-            _shutdown_socket(opening)
+            shutdown_socket(opening)
         if response is not None:
-            _shutdown(response)
+            shutdown(response)
 
-    # -- the loop -------------------------------------------------------
+    # -- the connection loop --------------------------------------------
+    #
+    # connecting -> open -> (backing off -> connecting ...) -> closed. Each
+    # state is one method; _run only moves between them. A connection that
+    # fails or ends goes to backing off, which raises when the retry budget is
+    # spent; close() from any thread moves to closed from every state.
 
     def _run(self) -> Generator[list[ServerSentEvent], None, None]:
-        policy = self.retry_policy
-        attempts = 0
-        first_failure: Optional[float] = None
+        budget = _Budget(self.retry_policy)
         try:
             while not self._closed:
-                error: Optional[BaseException] = None
                 try:
-                    response = self._connect()
-                except (ConnectionLostError, ServerError, RateLimitError) as exc:
-                    if self.closed:
-                        return
-                    if self._take_restart():
-                        continue
-                    error = exc
-                    self._emit(Disconnected(reason=f"connection failed: {exc}", error=exc))
+                    response = self._connecting()
+                except _RETRIED as exc:
+                    error: Optional[BaseException] = exc
+                    reason = f"connection failed: {exc}"
                 else:
-                    if response is None:  # 204 (the server says stop) or closed meanwhile
-                        if self.closed:
-                            return
-                        self._emit(Disconnected(reason="server answered 204 No Content"))
+                    if response is None:  # 204, or closed meanwhile
+                        if not self._closed:
+                            self._emit(Disconnected(reason="server answered 204 No Content"))
                         return
-                    opened_at = time.monotonic()
-                    delivered = False
-                    try:
-                        for batch in self._read(response):
-                            delivered = True
-                            yield batch
-                    except ConnectionLostError as exc:
-                        error = exc
-                    finally:
-                        self._release_response(response)
-                        self._parser.reset()
-                    if self.closed:
-                        return
-                    if delivered or time.monotonic() - opened_at >= policy.healthy_after:
-                        attempts, first_failure = 0, None
-                    if self._take_restart():
-                        self._emit(Disconnected(reason="restart requested"))
-                        continue
+                    error = yield from self._open(response, budget)
                     reason = f"connection lost: {error}" if error else "server closed the stream"
-                    self._emit(Disconnected(reason=reason, error=error))
-
-                attempts += 1
-                now = time.monotonic()
-                if first_failure is None:
-                    first_failure = now
-                cause = error or ConnectionLostError("server closed the stream")
-                if policy.exhausted(attempts, now - first_failure):
-                    raise RetryBudgetExhaustedError(
-                        f"gave up after {attempts} failed attempt(s) over "
-                        f"{now - first_failure:.1f}s; last error: {cause}",
-                        last_error=cause,
-                        attempts=attempts,
-                    ) from cause
-                retry_after = getattr(error, "retry_after", None)
-                server_retry = None if self._parser.retry is None else self._parser.retry / 1000
-                delay = policy.delay(attempts, server_retry=server_retry, retry_after=retry_after)
-                if policy.waits_past_budget(now - first_failure, delay):
-                    raise RetryBudgetExhaustedError(
-                        f"giving up: the next attempt would come {delay:.1f}s from now, past the "
-                        f"retry budget of {policy.max_elapsed:.0f}s; last error: {cause}",
-                        last_error=cause,
-                        attempts=attempts,
-                    ) from cause
-                self._emit(Retrying(delay=delay, attempt=attempts, error=error))
-                self._wake.wait(delay)
+                if self.closed:  # close() was called meanwhile, from any thread
+                    return
                 if self._take_restart():
-                    attempts, first_failure = 0, None
+                    budget.reset()
+                    self._emit(Disconnected(reason="restart requested"))
+                    continue
+                self._emit(Disconnected(reason=reason, error=error))
+                self._backing_off(budget, error)
         except BaseException as exc:
-            if not isinstance(exc, GeneratorExit):
-                self._emit(Failed(error=exc))
+            if isinstance(exc, GeneratorExit):
+                raise
+            if self._closed and isinstance(exc, (AgentStreamError, *READ_ERRORS)):
+                return  # what close() caused (a shut socket) ends the stream quietly
+            self._emit(Failed(error=exc))
             raise
         finally:
-            self._closed = True
+            self._closed = True  # closed
             self._release()
 
-    def _connect(self) -> Optional[requests.Response]:
-        # identity: compression buffers events on the server side, and the body
-        # is read below urllib3's decoders (see _read1_of).
-        headers = {
-            "Accept": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "Accept-Encoding": "identity",
-        }
-        headers.update(self._headers)
-        params = dict(self._params)
-        last_event_id = self._parser.last_event_id
-        if last_event_id:
-            header = _header_value(last_event_id)
-            if header is not None:
-                headers["Last-Event-ID"] = header  # type: ignore[assignment]
-            if self._resume_param:
-                params[self._resume_param] = last_event_id
-        try:
-            response = self._request(
-                self.method,
-                self.url,
-                params=params,
-                headers=headers,
-                data=self._body,
-                json=self._json,
-                stream=True,
-                timeout=self._timeout,
-                allow_redirects=True,
-            )
-        except requests.TooManyRedirects as exc:
-            raise RedirectError(str(exc), status=0) from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ConnectionLostError(f"could not connect to {self.url}: {exc}") from exc
+    def _connecting(self) -> Optional[requests.Response]:
+        """Connecting: the request, up to a 200 with an event stream. None for
+        204 or once closed; raises a typed error for anything else."""
+        response = self._send_request()
         status = response.status_code
+        with self._lock:
+            if self._closed:
+                response.close()
+                return None
+            # From here close() shuts this response's socket: also a slow error body.
+            self._response = response
         if status == 200:
             content_type = response.headers.get("Content-Type", "")
-            if content_type.split(";", 1)[0].strip().lower() != "text/event-stream":
-                body = _read_error_body(response)
-                raise ContentTypeError(
-                    f"expected Content-Type text/event-stream, got {content_type or 'none'!r}: "
-                    f"is {self.url} an SSE endpoint?",
-                    status=status,
-                    headers=response.headers,
-                    details={"body": redact(body[:200].decode("utf-8", "replace"), self._secrets)},
-                )
-            with self._lock:
-                if self._closed:
-                    response.close()
-                    return None
-                self._response = response
-            self._emit(Connected(url=self.url, last_event_id=self._parser.last_event_id))
-            return response
-        body = _read_error_body(response)
+            if content_type.split(";", 1)[0].strip().lower() == "text/event-stream":
+                self._emit(Connected(url=self.url, last_event_id=self._parser.last_event_id))
+                return response
+        body = self._error_body(response)
+        if status == 200:
+            raise ContentTypeError(
+                f"expected Content-Type text/event-stream, got {content_type or 'none'!r}: "
+                f"is {self.url} an SSE endpoint?",
+                status=status,
+                headers=response.headers,
+                details={"body": redact(body[:200].decode("utf-8", "replace"), self._secrets)},
+            )
         if status == 204:
             return None
         if 300 <= status < 400:
@@ -413,9 +336,72 @@ class EventSource:
             raise ConnectionLostError(str(error)) from error
         raise error  # 429 and 5xx (RateLimitError, ServerError) are retried, the rest not
 
-    def _request(self, *args: Any, **kwargs: Any) -> requests.Response:
+    def _open(
+        self, response: requests.Response, budget: _Budget
+    ) -> Generator[list[ServerSentEvent], None, Optional[BaseException]]:
+        """Open: read and hand out events until the connection ends. Returns
+        the error that ended it (None: the server closed the stream)."""
+        opened_at = time.monotonic()
+        delivered = False
         try:
-            return self._session.request(*args, **kwargs)
+            for batch in self._read(response):
+                delivered = True
+                yield batch
+        except ConnectionLostError as exc:
+            return exc
+        finally:
+            self._release_response(response)
+            self._parser.reset()  # a half-received event is discarded, id included
+            if delivered or time.monotonic() - opened_at >= self.retry_policy.healthy_after:
+                budget.reset()
+        return None
+
+    def _backing_off(self, budget: _Budget, error: Optional[BaseException]) -> None:
+        """Backing off: count the failure, raise if the budget is spent, else
+        wait (woken early by close() or restart())."""
+        cause = error or ConnectionLostError("server closed the stream")
+        server_retry = None if self._parser.retry is None else self._parser.retry / 1000
+        delay = budget.next_delay(cause, server_retry, getattr(error, "retry_after", None))
+        self._emit(Retrying(delay=delay, attempt=budget.attempts, error=error))
+        self._wake.wait(delay)
+        if self._take_restart():
+            budget.reset()
+
+    # -- connecting, in detail --------------------------------------------
+
+    def _send_request(self) -> requests.Response:
+        # identity: compression buffers events on the server side, and the body
+        # is read below urllib3's decoders (see read1_of).
+        headers = {
+            "Accept": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "Accept-Encoding": "identity",
+        }
+        headers.update(self._headers)
+        params = dict(self._params)
+        last_event_id = self._parser.last_event_id
+        if last_event_id:
+            header = _header_value(last_event_id)
+            if header is not None:
+                headers["Last-Event-ID"] = header  # type: ignore[assignment]
+            if self._resume_param:
+                params[self._resume_param] = last_event_id
+        try:
+            return self._transport.session.request(
+                self.method,
+                self.url,
+                params=params,
+                headers=headers,
+                data=self._body,
+                json=self._json,
+                stream=True,
+                timeout=self._timeout,
+                allow_redirects=True,
+            )
+        except requests.TooManyRedirects as exc:
+            raise RedirectError(str(exc), status=0) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ConnectionLostError(f"could not connect to {self.url}: {exc}") from exc
         finally:
             with self._lock:
                 self._opening = None
@@ -425,10 +411,23 @@ class EventSource:
             self._opening = sock
             interrupt = self._closed or self._restart_requested
         if interrupt:
-            _shutdown_socket(sock)
+            shutdown_socket(sock)
+
+    def _error_body(self, response: requests.Response) -> bytes:
+        with self._lock:
+            self._reading = True
+        try:
+            return read_error_body(response)
+        finally:
+            with self._lock:
+                self._reading = False
+                if self._response is response:
+                    self._response = None
+
+    # -- open, in detail ----------------------------------------------------
 
     def _read(self, response: requests.Response) -> Iterator[list[ServerSentEvent]]:
-        read1 = _read1_of(response)
+        read1 = read1_of(response)
         feed = self._parser.feed
         while True:
             with self._lock:
@@ -437,10 +436,10 @@ class EventSource:
                 self._reading = True
             try:
                 chunk = read1(self._chunk_size)
-            except _READ_ERRORS as exc:
+            except READ_ERRORS as exc:
                 if self.closed or self._restart_requested:
                     return
-                raise _connection_lost(exc, self._timeout[1]) from exc
+                raise connection_lost(exc, self._timeout[1]) from exc
             finally:
                 with self._lock:
                     self._reading = False
@@ -503,8 +502,7 @@ class EventSource:
             response, self._response = self._response, None
         if response is not None:
             response.close()
-        if self._own_session:
-            self._session.close()
+        self._transport.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -513,33 +511,45 @@ class EventSource:
         )
 
 
-def _read1_of(response: requests.Response) -> Callable[[int], bytes]:
-    """The function that reads what has arrived, at most one socket read per call.
+class _Budget:
+    """The retry budget of one stream: consecutive failures since the last
+    healthy connection, and when the first of them happened."""
 
-    With no Content-Encoding (what the stream asks for) the body is read below
-    urllib3: a chunked body through :class:`ChunkedReader` over the socket's
-    buffered reader (``http.client`` decodes one chunk per call, with several
-    Python calls each), anything else through ``http.client``'s own ``read1``.
-    A server that compresses anyway is read through urllib3's ``read1`` with
-    decoding on, which needs urllib3 2.3 or later. Measured in
-    ``docs/decisions.md``.
-    """
-    encoding = response.headers.get("Content-Encoding", "").strip().lower()
-    raw: Any = response.raw
-    if encoding in ("", "identity"):
-        raw = raw._fp  # http.client.HTTPResponse
-        if raw.chunked and raw.fp is not None:
-            return ChunkedReader(raw.fp).read1
-        read1: Callable[[int], bytes] = raw.read1
-        return read1
-    if not _URLLIB3_READ1:
-        raise ContentTypeError(
-            f"the server compressed the stream (Content-Encoding: {encoding}) although "
-            "identity was asked for; reading it needs urllib3 2.3 or later",
-            status=response.status_code,
-            code="bad_content_encoding",
-        )
-    return functools.partial(raw.read1, decode_content=True)
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.attempts = 0
+        self._first_failure: Optional[float] = None
+
+    def reset(self) -> None:
+        self.attempts, self._first_failure = 0, None
+
+    def next_delay(
+        self, cause: BaseException, server_retry: Optional[float], retry_after: Optional[float]
+    ) -> float:
+        """Count one failure; the wait before the next attempt, or raise
+        :class:`RetryBudgetExhaustedError` when the budget is spent."""
+        policy = self.policy
+        self.attempts += 1
+        now = time.monotonic()
+        if self._first_failure is None:
+            self._first_failure = now
+        elapsed = now - self._first_failure
+        if policy.exhausted(self.attempts, elapsed):
+            raise RetryBudgetExhaustedError(
+                f"gave up after {self.attempts} failed attempt(s) over "
+                f"{elapsed:.1f}s; last error: {cause}",
+                last_error=cause,
+                attempts=self.attempts,
+            ) from cause
+        delay = policy.delay(self.attempts, server_retry=server_retry, retry_after=retry_after)
+        if policy.waits_past_budget(elapsed, delay):
+            raise RetryBudgetExhaustedError(
+                f"giving up: the next attempt would come {delay:.1f}s from now, past the "
+                f"retry budget of {policy.max_elapsed:.0f}s; last error: {cause}",
+                last_error=cause,
+                attempts=self.attempts,
+            ) from cause
+        return delay
 
 
 def _header_value(event_id: str) -> Optional[bytes]:
@@ -550,74 +560,3 @@ def _header_value(event_id: str) -> Optional[bytes]:
     """
     value = event_id.encode("utf-8")
     return None if value[:1].isspace() else value
-
-
-def _shutdown(response: requests.Response) -> None:
-    """Wake a thread blocked reading ``response`` by shutting its socket down."""
-    sock = _socket_of(response)
-    if sock is not None:
-        _shutdown_socket(sock)
-
-
-def _shutdown_socket(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # already closed or not connected
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-class _SocketReportingAdapter(requests.adapters.HTTPAdapter):
-    """An adapter whose new connections hand their socket to ``report`` as soon
-    as it is connected, before the request is sent (for proxies: not reported)."""
-
-    def __init__(self, report: Callable[[socket.socket], None]) -> None:
-        self._report = report
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _reporting_pool(urllib3.HTTPConnectionPool, self._report),
-            "https": _reporting_pool(urllib3.HTTPSConnectionPool, self._report),
-        }
-
-
-def _reporting_pool(base: Any, report: Callable[[socket.socket], None]) -> Any:
-    class Connection(base.ConnectionCls):  # type: ignore[misc]
-        def _new_conn(self) -> socket.socket:
-            sock: socket.socket = super()._new_conn()
-            report(sock)
-            return sock
-
-    class Pool(base):  # type: ignore[misc]
-        ConnectionCls = Connection
-
-    return Pool
-
-
-def _socket_of(response: requests.Response) -> Optional[socket.socket]:
-    raw = response.raw
-    connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
-    sock = getattr(connection, "sock", None)
-    if isinstance(sock, socket.socket):
-        return sock
-    # Fallback: the socket under http.client's buffered reader.
-    fp = getattr(getattr(raw, "_fp", None), "fp", None)
-    sock = getattr(getattr(fp, "raw", None), "_sock", None)
-    return sock if isinstance(sock, socket.socket) else None
-
-
-def _read_error_body(response: requests.Response) -> bytes:
-    try:
-        return response.raw.read(_ERROR_BODY_LIMIT, decode_content=True) or b""
-    except _READ_ERRORS:
-        return b""
-    finally:
-        response.close()
-
-
-def _connection_lost(exc: BaseException, read_timeout: Optional[float]) -> ConnectionLostError:
-    """Translate a mid-stream transport error, in one place."""
-    if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, socket.timeout)):
-        return ConnectionLostError(f"no data for {read_timeout}s (read timeout)")
-    if isinstance(exc, (urllib3.exceptions.ProtocolError, http.client.IncompleteRead)):
-        return ConnectionLostError(f"connection broken mid-stream: {exc}")
-    return ConnectionLostError(f"connection error: {exc}")

@@ -249,3 +249,58 @@ def sse(data: str, *, event: Optional[str] = None, id: Optional[str] = None) -> 
     for line in data.split("\n"):
         out += f"data: {line}\n"
     return (out + "\n").encode()
+
+
+class FullBacklog:
+    """An address on 127.0.0.1 whose connects hang: a listener that never
+    accepts, with its accept queue full, so the kernel drops further SYNs and
+    a client stays in SYN_SENT until its connect timeout."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+        self.port = self._listener.getsockname()[1]
+        self._fillers: list[socket.socket] = []
+        for _ in range(16):
+            if self._connect_hangs():
+                return
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", self.port))
+            self._fillers.append(filler)
+        raise AssertionError("could not fill the accept queue")
+
+    def _connect_hangs(self) -> bool:
+        probe = socket.socket()
+        probe.settimeout(0.2)
+        self._fillers.append(probe)  # if it gets in, it is one more in the queue
+        try:
+            probe.connect(("127.0.0.1", self.port))
+        except socket.timeout:
+            return True
+        except OSError:
+            pass
+        return False
+
+    def url(self, path: str = "/events") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        for sock in self._fillers:
+            sock.close()
+        self._listener.close()
+
+
+def slow_error_body(status: int, sent: threading.Event) -> Script:
+    """A script that answers ``status`` with a body announced as 100,000 bytes,
+    sends ten of them, sets ``sent`` and stays silent until the client closes."""
+
+    def script(conn: Conn) -> None:
+        conn.start(
+            status, {"Content-Length": "100000"}, framing="length", content_type="text/plain"
+        )
+        conn.send_raw(b"0123456789")
+        sent.set()
+        conn.wait_closed_by_client(10)
+
+    return script

@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Optional
 
 import pytest
+import requests
 
 from agentstream._compat import URLLIB3_READ1 as _URLLIB3_READ1
 from agentstream.errors import (
@@ -41,7 +42,14 @@ from agentstream.sse import (
     ServerSentEvent,
 )
 
-from .scripted_server import Conn, ScriptedServer, never_answers, sse
+from .scripted_server import (
+    Conn,
+    FullBacklog,
+    ScriptedServer,
+    never_answers,
+    slow_error_body,
+    sse,
+)
 
 FAST = RetryPolicy(initial_delay=0.005, max_delay=0.02)
 
@@ -750,3 +758,85 @@ def test_comments_reach_the_caller_in_wire_order_in_batches(server: ScriptedServ
             if batch[-1].data == "c":
                 break
     assert seen == [["a"], ":between", ["b"], ":last", ["c"]]
+
+
+# -- close() is prompt in every state, with any session -----------------------
+
+SESSIONS = {
+    "own session": lambda: None,
+    "caller's session": requests.Session,
+}
+
+
+def close_is_prompt(source: EventSource, in_state: Callable[[], bool]) -> None:
+    """Start reading, wait until ``in_state()``, close, and require the reader
+    to stop within one second (every timeout of the source is far longer)."""
+    reader = Reader(source)
+    wait_until(in_state)
+    started = time.monotonic()
+    source.close()
+    assert reader.done.wait(1.0), "close() did not interrupt the reader"
+    assert time.monotonic() - started < 1.0
+    assert reader.error is None, reader.error
+    reader.thread.join(1)
+
+
+@pytest.mark.parametrize("make_session", SESSIONS.values(), ids=SESSIONS.keys())
+def test_close_interrupts_a_connect(make_session: Callable[[], Any]) -> None:
+    backlog = FullBacklog()
+    try:
+        source = EventSource(
+            backlog.url(), session=make_session(), connect_timeout=30, read_timeout=60
+        )
+        close_is_prompt(source, lambda: source._opening is not None)
+    finally:
+        backlog.close()
+
+
+@pytest.mark.parametrize("make_session", SESSIONS.values(), ids=SESSIONS.keys())
+def test_close_interrupts_the_wait_for_response_headers(
+    server: ScriptedServer, make_session: Callable[[], Any]
+) -> None:
+    server.script("/events", never_answers)
+    source = source_for(server, session=make_session(), connect_timeout=30, read_timeout=60)
+    close_is_prompt(source, lambda: len(server.requests) >= 1)
+
+
+@pytest.mark.parametrize("make_session", SESSIONS.values(), ids=SESSIONS.keys())
+@pytest.mark.parametrize("status", [500, 404, 200])
+def test_close_interrupts_the_read_of_a_slow_error_body(
+    server: ScriptedServer, make_session: Callable[[], Any], status: int
+) -> None:
+    sent = threading.Event()
+    server.script("/events", slow_error_body(status, sent))  # 200: not an event stream
+    source = source_for(server, session=make_session(), connect_timeout=30, read_timeout=60)
+    close_is_prompt(source, sent.is_set)
+
+
+@pytest.mark.parametrize("make_session", SESSIONS.values(), ids=SESSIONS.keys())
+def test_close_interrupts_a_read(server: ScriptedServer, make_session: Callable[[], Any]) -> None:
+    server.script("/events", stream_then_hold(sse("a")))
+    got = threading.Event()
+    source = source_for(
+        server,
+        session=make_session(),
+        read_timeout=60,
+        on_happening=lambda h: isinstance(h, Connected) and got.set(),
+    )
+    close_is_prompt(source, got.is_set)
+
+
+def test_a_callers_session_is_used_with_its_settings_and_left_unchanged(
+    server: ScriptedServer,
+) -> None:
+    server.script("/events", stream_then_hold(sse("a")))
+    session = requests.Session()
+    session.headers["X-From-Session"] = "yes"
+    adapters_before = dict(session.adapters)
+    with source_for(server, session=session) as source:
+        assert next(source).data == "a"
+    assert server.requests[0].headers["x-from-session"] == "yes"
+    assert session.adapters == adapters_before
+    # The caller's session still works: the stream did not close it.
+    server.script("/plain", lambda conn: conn.respond(200, b"{}"))
+    assert session.get(server.url("/plain"), timeout=5).status_code == 200

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 import os
+import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 from urllib.parse import quote, urlsplit
 
 import requests
 
+from ._bodies import ACCEPT_ENCODING, read_body, read_body_prefix
 from .cursors import CursorStore, MemoryCursorStore
 from .dispatch import Registry
 from .errors import (
@@ -26,7 +30,7 @@ from .sse import EventSource, Happening, RetryPolicy
 from .stream import StreamOptions, TaskEventStream, read_timeout_for
 from .tasks import Task
 
-__all__ = ["DEFAULT_BASE_URL", "Client"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_BODY_SIZE", "Client"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,11 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8787"
 """Where the reference server listens by default (``agentstream serve``)."""
 
 STREAM_PATH = "/task-events/stream"
+
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
+"""Largest API response body a client reads by default (16 MiB, decompressed)."""
+
+_ERROR_BODY_LIMIT = 64 * 1024  # most bytes of an error body read for its message
 
 
 class Client:
@@ -55,7 +64,15 @@ class Client:
     :param retry: the :class:`~agentstream.sse.RetryPolicy` of streams.
     :param session: a ``requests.Session`` to use (proxies, certificates);
         the client does not close a session it was given. TLS verification is
-        requests' default and is never turned off by agentstream.
+        requests' default and is never turned off by agentstream. Without
+        one, the client keeps one session per thread (requests does not
+        promise that a Session is safe to share between threads); a session
+        you pass is used from every thread that calls the client.
+    :param max_body_size: largest API response body read, in bytes after
+        decompression; a larger one raises
+        :class:`~agentstream.errors.ResponseTooLargeError` as soon as it is
+        known, having read at most that much. Streams bound each event with
+        ``max_event_size`` instead.
     """
 
     def __init__(
@@ -66,7 +83,12 @@ class Client:
         timeout: float = 30.0,
         retry: Optional[RetryPolicy] = None,
         session: Optional[requests.Session] = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
+        if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
+            raise ConfigurationError("max_body_size must be a number of bytes (an int)")
+        if max_body_size <= 0:
+            raise ConfigurationError("max_body_size must be a positive number of bytes")
         base_url = base_url or os.environ.get("AGENTSTREAM_BASE_URL") or DEFAULT_BASE_URL
         if not base_url.startswith(("http://", "https://")):
             raise ConfigurationError("base_url must start with http:// or https://")
@@ -88,8 +110,11 @@ class Client:
         self.timeout = timeout
         self.retry = retry or RetryPolicy.default()
         self.__api_key = api_key
+        self.max_body_size = max_body_size
         self._given_session = session
-        self._session = session if session is not None else requests.Session()
+        self._local = threading.local()  # .session: this thread's own session
+        self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
+        self._sessions_lock = threading.Lock()
         # Listeners of this client share it, so listen() again resumes in-process.
         self._cursors = MemoryCursorStore()
 
@@ -246,13 +271,23 @@ class Client:
         json: Any = None,
         headers: Optional[Mapping[str, str]] = None,
     ) -> Any:
-        """Call the API and return the decoded JSON body; errors are typed."""
+        """Call the API and return the decoded JSON body; errors are typed.
+
+        The body is read up to :attr:`max_body_size` (decompressed), an error
+        body up to 64 KiB; only gzip and deflate are asked for and accepted.
+        """
         all_headers = self._auth_headers()
         all_headers["Accept"] = "application/json"
+        all_headers["Accept-Encoding"] = ACCEPT_ENCODING
         all_headers.update(headers or {})
         try:
-            response = self._session.request(
-                method, self.base_url + path, json=json, headers=all_headers, timeout=self.timeout
+            response = self._thread_session().request(
+                method,
+                self.base_url + path,
+                json=json,
+                headers=all_headers,
+                timeout=self.timeout,
+                stream=True,  # read below, with a bound
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ConnectionLostError(f"{method} {path} failed: {exc}") from exc
@@ -260,17 +295,36 @@ class Client:
             if response.status_code >= 400:
                 raise error_for_response(
                     response.status_code,
-                    response.content,
+                    read_body_prefix(response, _ERROR_BODY_LIMIT),
                     response.headers,
                     reason=response.reason or "",
                     secrets=secrets_in(all_headers),
                 )
-            return response.json() if response.content else None
+            try:
+                body = read_body(response, self.max_body_size)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise ConnectionLostError(f"{method} {path} failed: {exc}") from exc
+        return jsonlib.loads(body) if body else None
 
     def close(self) -> None:
         """Release the client's connections (not a session it was given)."""
-        if self._given_session is None:
-            self._session.close()
+        with self._sessions_lock:
+            sessions = list(self._sessions)
+            self._sessions.clear()
+        for session in sessions:
+            session.close()
+
+    def _thread_session(self) -> requests.Session:
+        """The given session, or the calling thread's own (created on first use)."""
+        if self._given_session is not None:
+            return self._given_session
+        session: Optional[requests.Session] = getattr(self._local, "session", None)
+        if session is None:
+            # Held by the thread-local only: it goes when its thread ends.
+            session = self._local.session = requests.Session()
+            with self._sessions_lock:
+                self._sessions.add(session)
+        return session
 
     def __enter__(self) -> Client:
         return self

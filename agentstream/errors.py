@@ -34,6 +34,8 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RedirectError",
+    "ResponseBodyError",
+    "ResponseTooLargeError",
     "RetryBudgetExhaustedError",
     "ServerError",
     "StoreResetError",
@@ -138,6 +140,31 @@ class APIError(AgentStreamError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status}, code={self.code!r})"
+
+
+class ResponseBodyError(APIError):
+    """The client refused to read a response body: one in a Content-Encoding it
+    did not ask for (only gzip and deflate are accepted, one layer), or one
+    too large (:class:`ResponseTooLargeError`). ``status`` is the response's.
+    """
+
+    default_code = "bad_response_body"
+
+
+class ResponseTooLargeError(ResponseBodyError):
+    """A response body is larger than the client's ``max_body_size``.
+
+    ``limit`` is that size; ``size`` is at least how many bytes the body
+    holds (decompressed): its Content-Length, or what was read before
+    stopping. Reading stops there, so memory stays bounded.
+    """
+
+    default_code = "response_too_large"
+
+    def __init__(self, message: str, *, status: int, size: int, limit: int, **kwargs: Any) -> None:
+        super().__init__(message, status=status, **kwargs)
+        self.size = size
+        self.limit = limit
 
 
 class StreamHTTPError(APIError, StreamError):

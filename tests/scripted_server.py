@@ -304,3 +304,51 @@ def slow_error_body(status: int, sent: threading.Event) -> Script:
         conn.wait_closed_by_client(10)
 
     return script
+
+
+_GZIP_BOMBS: dict[int, bytes] = {}
+
+
+def gzip_bomb_body(decompressed: int) -> bytes:
+    """``decompressed`` zero bytes, gzipped (about 1 KB per MB); cached."""
+    if decompressed not in _GZIP_BOMBS:
+        import zlib
+
+        compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
+        block = bytes(1024 * 1024)
+        parts = [compressor.compress(block) for _ in range(decompressed // len(block))]
+        parts.append(compressor.compress(bytes(decompressed % len(block))))
+        _GZIP_BOMBS[decompressed] = b"".join(parts) + compressor.flush()
+    return _GZIP_BOMBS[decompressed]
+
+
+def gzip_bomb(status: int, decompressed: int, encoding: str = "gzip") -> Script:
+    """A script that answers ``status`` with a small gzip body that inflates to
+    ``decompressed`` bytes (Content-Length is the compressed size)."""
+    body = gzip_bomb_body(decompressed)
+
+    def script(conn: Conn) -> None:
+        headers = {"Content-Encoding": encoding, "Content-Length": str(len(body))}
+        conn.start(status, headers, framing="length", content_type="application/json")
+        conn.send_raw(body)
+        conn.wait_closed_by_client(10)
+
+    return script
+
+
+def endless_body(status: int = 200, *, content_length: Optional[int] = None) -> Script:
+    """A script that sends zeros for as long as the client reads (up to 10 s):
+    with ``content_length`` announced, else chunked."""
+
+    def script(conn: Conn) -> None:
+        if content_length is None:
+            conn.start(status, framing="chunked", content_type="application/json")
+        else:
+            headers = {"Content-Length": str(content_length)}
+            conn.start(status, headers, framing="length", content_type="application/json")
+        block = bytes(64 * 1024)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not conn.stopping.is_set():
+            conn.send(block)
+
+    return script

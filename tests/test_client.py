@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
+import tracemalloc
+from collections.abc import Iterator
+from typing import Any, Optional
+
 import pytest
 
 from agentstream import Client
-from agentstream.errors import ConfigurationError
+from agentstream.client import DEFAULT_MAX_BODY_SIZE
+from agentstream.errors import (
+    ConfigurationError,
+    ResponseBodyError,
+    ResponseTooLargeError,
+    ServerError,
+)
+
+from .scripted_server import ScriptedServer, endless_body, gzip_bomb, gzip_bomb_body
 
 KEY = "as_test_0123456789abcdef"
 
@@ -47,3 +62,103 @@ def test_a_key_that_no_header_can_carry_fails_at_construction_without_repeating_
 def test_a_key_of_printable_ascii_is_accepted() -> None:
     key = "as_" + "".join(chr(c) for c in range(0x20, 0x7F))
     assert "hidden" in repr(Client("http://127.0.0.1:9", api_key=key))
+
+
+# -- every body is read with a bound ------------------------------------------
+
+MiB = 1024 * 1024
+
+
+@contextlib.contextmanager
+def peak_memory() -> Iterator[list[int]]:
+    """Yields a list that holds, after the block, the peak of Python memory
+    allocated during it (bytes)."""
+    result: list[int] = []
+    tracemalloc.start()
+    try:
+        yield result
+    finally:
+        result.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+
+
+def api_client(server: ScriptedServer, **kwargs: Any) -> Client:
+    return Client(server.url(""), KEY, timeout=10, **kwargs)
+
+
+TASK = {
+    "id": "task_1",
+    "identifier": "AS-1",
+    "prompt": "p",
+    "status": "todo",
+    "eventsStreaming": False,
+    "metadata": {},
+    "version": 1,
+    "createdAt": "2026-11-20T10:00:00Z",
+    "updatedAt": "2026-11-20T10:00:00Z",
+}
+
+
+def test_a_gzip_bomb_is_refused_with_memory_bounded(server: ScriptedServer) -> None:
+    bomb = 256 * MiB  # inflates from ~250 KB
+    gzip_bomb_body(bomb)  # built before measuring
+    server.script("/tasks/t", gzip_bomb(200, bomb))
+    with peak_memory() as peak, pytest.raises(ResponseTooLargeError) as raised:
+        api_client(server).get_task("t")
+    assert raised.value.limit == DEFAULT_MAX_BODY_SIZE
+    assert raised.value.size > DEFAULT_MAX_BODY_SIZE
+    assert raised.value.status == 200
+    assert "max_body_size" in str(raised.value)
+    assert peak[0] < DEFAULT_MAX_BODY_SIZE + 32 * MiB
+
+
+@pytest.mark.parametrize("content_length", [1024 * MiB, None], ids=["1 GiB announced", "chunked"])
+def test_an_endless_body_is_refused_with_memory_bounded(
+    server: ScriptedServer, content_length: Optional[int]
+) -> None:
+    server.script("/tasks/t", endless_body(content_length=content_length))
+    client = api_client(server, max_body_size=1 * MiB)
+    started = time.monotonic()
+    with peak_memory() as peak, pytest.raises(ResponseTooLargeError) as raised:
+        client.get_task("t")
+    assert time.monotonic() - started < 5
+    assert raised.value.limit == 1 * MiB
+    assert raised.value.size > 1 * MiB
+    assert peak[0] < 12 * MiB
+    if content_length is not None:
+        assert raised.value.size == content_length  # refused before reading
+
+
+def test_a_500_with_a_gzip_bomb_is_a_server_error_with_memory_bounded(
+    server: ScriptedServer,
+) -> None:
+    bomb = 256 * MiB
+    gzip_bomb_body(bomb)
+    server.script("/tasks/t", gzip_bomb(500, bomb))
+    with peak_memory() as peak, pytest.raises(ServerError) as raised:
+        api_client(server).get_task("t")
+    assert raised.value.status == 500
+    assert peak[0] < 32 * MiB
+
+
+@pytest.mark.parametrize("encoding", ["br", "gzip, gzip", "zstd"])
+def test_an_encoding_not_asked_for_is_refused(server: ScriptedServer, encoding: str) -> None:
+    server.script("/tasks/t", gzip_bomb(200, 1 * MiB, encoding=encoding))
+    with pytest.raises(ResponseBodyError, match="not asked for") as raised:
+        api_client(server).get_task("t")
+    assert raised.value.code == "bad_content_encoding"
+    assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+def test_a_body_at_the_limit_is_read_and_one_byte_more_is_refused(server: ScriptedServer) -> None:
+    body = json.dumps(TASK).encode()
+    server.script("/tasks/t", lambda conn: conn.respond(200, body))
+    assert api_client(server, max_body_size=len(body)).get_task("t").id == "task_1"
+    with pytest.raises(ResponseTooLargeError):
+        api_client(server, max_body_size=len(body) - 1).get_task("t")
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_max_body_size_must_be_a_positive_int(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_body_size"):
+        Client("http://127.0.0.1:9", api_key=KEY, max_body_size=bad)

@@ -29,6 +29,7 @@ import requests.adapters
 import urllib3
 import urllib3.exceptions
 
+from .._bodies import READ_ERRORS, read_body_prefix
 from .._compat import URLLIB3_READ1, body_reader, reporting_connection_class, socket_of
 from ..errors import ConnectionLostError, ContentTypeError
 from ._chunked import ChunkedReader
@@ -46,13 +47,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-READ_ERRORS = (
-    OSError,
-    http.client.HTTPException,
-    urllib3.exceptions.HTTPError,
-    ValueError,  # "I/O operation on closed file" once the socket is shut down
-)
-"""What reading a response can raise when the connection fails (or is shut down)."""
 
 ERROR_BODY_LIMIT = 64 * 1024
 """Most bytes of a non-200 body read (decompressed), for the error message."""
@@ -170,12 +164,11 @@ def read1_of(response: requests.Response) -> Callable[[int], bytes]:
 
 
 def read_error_body(response: requests.Response) -> bytes:
-    """At most :data:`ERROR_BODY_LIMIT` decompressed bytes of the body; the
-    response is closed after. A failed read gives what arrived, or ``b""``."""
+    """At most :data:`ERROR_BODY_LIMIT` decompressed bytes of the body, read
+    with a bound on memory (see :mod:`agentstream._bodies`); the response is
+    closed after. A failed read gives what arrived, or ``b""``."""
     try:
-        return response.raw.read(ERROR_BODY_LIMIT, decode_content=True) or b""
-    except READ_ERRORS:
-        return b""
+        return read_body_prefix(response, ERROR_BODY_LIMIT)
     finally:
         response.close()
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any, Optional
 
 import pytest
+import requests
 
 from agentstream import Client
 from agentstream.client import DEFAULT_MAX_BODY_SIZE
@@ -19,6 +21,7 @@ from agentstream.errors import (
     ResponseTooLargeError,
     ServerError,
 )
+from agentstream.server import ReferenceServer
 
 from .scripted_server import ScriptedServer, endless_body, gzip_bomb, gzip_bomb_body
 
@@ -162,3 +165,66 @@ def test_a_body_at_the_limit_is_read_and_one_byte_more_is_refused(server: Script
 def test_max_body_size_must_be_a_positive_int(bad: Any) -> None:
     with pytest.raises(ConfigurationError, match="max_body_size"):
         Client("http://127.0.0.1:9", api_key=KEY, max_body_size=bad)
+
+
+# -- threads ------------------------------------------------------------------
+
+THREADS = 8
+CALLS = 25
+
+
+def call_from_threads(client: Client, task_ids: list[str]) -> list[list[str]]:
+    """Each of THREADS threads fetches its own task CALLS times, all at once;
+    returns the ids each thread got back."""
+    start = threading.Barrier(THREADS)
+    got: list[list[str]] = [[] for _ in range(THREADS)]
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            start.wait(5)
+            for _ in range(CALLS):
+                got[n].append(client.get_task(task_ids[n]).id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    return got
+
+
+def test_worker_threads_each_use_their_own_session(agentstream_server: ReferenceServer) -> None:
+    tasks = [agentstream_server.store.create_task(f"t{n}")["id"] for n in range(THREADS)]
+    client = Client(agentstream_server.url, agentstream_server.api_key)
+    sessions: dict[int, set[int]] = {}
+    thread_session = client._thread_session
+
+    def recording() -> requests.Session:
+        session = thread_session()
+        sessions.setdefault(threading.get_ident(), set()).add(id(session))
+        return session
+
+    client._thread_session = recording  # type: ignore[method-assign]
+    got = call_from_threads(client, tasks)
+    assert got == [[task] * CALLS for task in tasks]  # no answer crossed to another thread
+    assert len(sessions) == THREADS
+    assert all(len(ids) == 1 for ids in sessions.values())  # one session per thread, reused
+    assert len({next(iter(ids)) for ids in sessions.values()}) == THREADS  # none shared
+    client.close()
+    assert not list(client._sessions)
+
+
+def test_a_given_session_is_shared_by_every_thread(agentstream_server: ReferenceServer) -> None:
+    tasks = [agentstream_server.store.create_task(f"t{n}")["id"] for n in range(THREADS)]
+    session = requests.Session()
+    client = Client(agentstream_server.url, agentstream_server.api_key, session=session)
+    got = call_from_threads(client, tasks)
+    assert got == [[task] * CALLS for task in tasks]
+    client.close()  # not the caller's session: it still works
+    auth = {"Authorization": f"Bearer {agentstream_server.api_key}"}
+    answer = session.get(f"{agentstream_server.url}/tasks/{tasks[0]}", headers=auth, timeout=5)
+    assert answer.status_code == 200

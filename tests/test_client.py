@@ -23,7 +23,7 @@ from agentstream.errors import (
 )
 from agentstream.server import ReferenceServer
 
-from .scripted_server import ScriptedServer, endless_body, gzip_bomb, gzip_bomb_body
+from .scripted_server import ScriptedServer, endless_body, gzip_bomb, gzip_bomb_body, never_answers
 
 KEY = "as_test_0123456789abcdef"
 
@@ -228,3 +228,20 @@ def test_a_given_session_is_shared_by_every_thread(agentstream_server: Reference
     auth = {"Authorization": f"Bearer {agentstream_server.api_key}"}
     answer = session.get(f"{agentstream_server.url}/tasks/{tasks[0]}", headers=auth, timeout=5)
     assert answer.status_code == 200
+
+
+def test_a_stream_of_a_client_with_a_given_session_closes_while_waiting_for_headers(
+    server: ScriptedServer,
+) -> None:
+    server.script("/task-events/stream", never_answers)
+    client = Client(server.url(""), KEY, timeout=30, session=requests.Session())
+    stream = client.stream_events()  # read timeout 60 s
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (list(stream), done.set()), daemon=True)
+    thread.start()
+    server.wait_for_requests(1)
+    started = time.monotonic()
+    stream.close()
+    assert done.wait(1.0), "close() did not interrupt the wait for response headers"
+    assert time.monotonic() - started < 1.0
+    thread.join(1)

@@ -114,7 +114,7 @@ class Transport:
 
 class _SocketReportingAdapter(requests.adapters.HTTPAdapter):
     """An ``HTTPAdapter`` whose new connections hand their socket to ``report``
-    before connecting (through a proxy: the socket to the proxy)."""
+    before connecting (not through a proxy: requests builds proxy pools apart)."""
 
     def __init__(self, report: SocketReport, **kwargs: Any) -> None:
         self._report = report

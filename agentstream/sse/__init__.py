@@ -17,12 +17,13 @@ from ._events import (
     Retrying,
     ServerSentEvent,
 )
-from ._parser import DEFAULT_MAX_EVENT_SIZE, SSEParser
+from ._parser import DEFAULT_MAX_EVENT_SIZE, MAX_RETRY_MS, SSEParser
 from ._retry import RetryPolicy
 from ._source import EventSource
 
 __all__ = [
     "DEFAULT_MAX_EVENT_SIZE",
+    "MAX_RETRY_MS",
     "Comment",
     "Connected",
     "Disconnected",

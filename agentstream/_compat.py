@@ -109,6 +109,17 @@ def reporting_connection_class(base: Any, report: SocketReport) -> Any:
     return ReportingConnection
 
 
+# "No timeout given": urllib3 2.x's sentinel, and 1.26's (the socket module's).
+_DEFAULT_TIMEOUTS = tuple(
+    sentinel
+    for sentinel in (
+        getattr(urllib3.util.connection, "_DEFAULT_TIMEOUT", None),
+        getattr(socket, "_GLOBAL_DEFAULT_TIMEOUT", None),
+    )
+    if sentinel is not None
+)
+
+
 def _create_connection(
     address: tuple[str, int],
     timeout: Any,
@@ -128,7 +139,7 @@ def _create_connection(
         try:
             for option in socket_options or ():
                 sock.setsockopt(*option)
-            if timeout is not urllib3.util.connection._DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+            if not any(timeout is default for default in _DEFAULT_TIMEOUTS):
                 sock.settimeout(timeout)
             if source_address:
                 sock.bind(source_address)

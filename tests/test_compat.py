@@ -10,6 +10,7 @@ import http.client
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Optional
 
 import pytest
 import requests
@@ -152,3 +153,21 @@ def test_model_private_storage_round_trips() -> None:
     assert "source" in private  # what parse_event stores: the JSON text
     assert event.raw == "hi"  # parsed from it on first access
     assert model_private(event) == {"source": private["source"], "raw": "hi"}
+
+
+@pytest.mark.parametrize("timeout", [None, 2.5])
+def test_the_reporting_connection_applies_urllib3s_timeout_or_none(
+    server: ScriptedServer, timeout: Optional[float]
+) -> None:
+    server.script("/x", lambda conn: conn.respond(200, b"{}"))
+    seen: list[socket.socket] = []
+    cls = reporting_connection_class(urllib3.connection.HTTPConnection, seen.append)
+    # No timeout given: urllib3's "default" sentinel (2.x and 1.26 differ), no settimeout.
+    connection = (
+        cls("127.0.0.1", server.port)
+        if timeout is None
+        else cls("127.0.0.1", server.port, timeout=timeout)
+    )
+    connection.connect()
+    assert seen[0].gettimeout() == (socket.getdefaulttimeout() if timeout is None else timeout)
+    connection.close()

@@ -130,6 +130,7 @@ class Client:
         retry: Optional[RetryPolicy] = None,
         on_happening: Optional[Callable[[Happening], None]] = None,
         on_invalid: Optional[Callable[[InvalidEventError], None]] = None,
+        on_sequence_reset: Optional[Callable[[TaskEvent, int], None]] = None,
     ) -> TaskEventStream:
         """Stream typed task events: ``GET /task-events/stream``.
 
@@ -143,8 +144,9 @@ class Client:
         ``retry`` overrides the client's :class:`~agentstream.sse.RetryPolicy`
         for this stream (a one-shot stream keeps the client's budget; a
         listener passes one without a budget). ``on_happening`` receives the
-        connection's happenings and ``on_invalid`` each event that cannot be
-        parsed.
+        connection's happenings, ``on_invalid`` each event that cannot be
+        parsed, and ``on_sequence_reset`` each event whose sequence went back
+        (the server's log was reset; see ``TaskEventStream``).
         """
         options = options or StreamOptions()
         source = EventSource(
@@ -159,7 +161,7 @@ class Client:
             session=self._given_session,
             on_happening=on_happening,
         )
-        return TaskEventStream(source, on_invalid=on_invalid)
+        return TaskEventStream(source, on_invalid=on_invalid, on_sequence_reset=on_sequence_reset)
 
     def listen(
         self,

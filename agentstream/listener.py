@@ -534,6 +534,7 @@ class Listener:
                 retry=self.retry_policy,
                 on_happening=self._on_happening,
                 on_invalid=self._on_invalid,
+                on_sequence_reset=self._on_sequence_reset,
             )
             return self._stream
 
@@ -881,6 +882,9 @@ class Listener:
         with self._lock:
             self._invalid += 1
         self._send(signals.invalid_event, error=error)
+
+    def _on_sequence_reset(self, event: TaskEvent, previous_sequence: int) -> None:
+        self._send(signals.sequence_reset, event=event, previous_sequence=previous_sequence)
 
     def _send(self, signal: NamedSignal, **kwargs: Any) -> None:
         for receiver, exc in signals.send_each(signal, self, **kwargs):

@@ -30,6 +30,7 @@ __all__ = [
     "invalid_event",
     "retrying",
     "send_each",
+    "sequence_reset",
 ]
 
 _signals = Namespace()
@@ -122,6 +123,16 @@ handler_failed = _signals.signal(
     Sender: the listener (or the registry, when dispatching outside a
     listener). Keyword arguments: ``event``, ``handler``, ``error``. The
     other handlers of the event still run and the stream goes on.
+    """,
+)
+
+sequence_reset = _signals.signal(
+    "sequence-reset",
+    doc="""Sent when an event's sequence went back with an id not delivered
+    before: the server's event log was reset. The event is delivered (never
+    dropped as a duplicate); look at the server.
+
+    Sender: the listener. Keyword arguments: ``event``, ``previous_sequence``.
     """,
 )
 

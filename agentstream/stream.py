@@ -277,6 +277,7 @@ class StreamOpener(Protocol):
         retry: Optional[RetryPolicy] = None,
         on_happening: Optional[Callable[[Happening], None]] = None,
         on_invalid: Optional[Callable[[InvalidEventError], None]] = None,
+        on_sequence_reset: Optional[Callable[[TaskEvent, int], None]] = None,
     ) -> TaskEventStream:
         """Open a stream of typed events (see :meth:`Client.stream_events
         <agentstream.Client.stream_events>`)."""

@@ -974,3 +974,28 @@ def test_a_missing_cursor_is_never_silent(
     assert "has no cursor for it" in caplog.text
     assert "starting at the live end" in caplog.text
     store.close()
+
+
+def test_a_sequence_reset_reaches_the_listeners_signal_and_the_event_is_handled(
+    server: ScriptedServer,
+) -> None:
+    from .test_stream import envelope, frame, restarted, stream_and_hold
+
+    server.script(
+        "/task-events/stream",
+        stream_and_hold(frame(envelope(7)), frame(restarted(1))),
+    )
+    resets: list[tuple[str, int]] = []
+    registry = Registry()
+    handled: list[str] = []
+    registry.on_event(lambda event: handled.append(event.id))
+    with Client(server.url(""), "k") as client:
+        listener = client.listen(registry=registry)
+
+        def on_reset(sender: Any, **kwargs: Any) -> None:
+            resets.append((kwargs["event"].id, kwargs["previous_sequence"]))
+
+        with signals.sequence_reset.connected_to(on_reset, sender=listener), listener:
+            assert wait_until(lambda: len(handled) == 2)
+    assert handled == ["evt_7", "evt_after_reset_1"]
+    assert resets == [("evt_after_reset_1", 7)]

@@ -1,0 +1,246 @@
+"""What the Flask and Django integrations share: cursor stores named by a
+string, a Listener whose handlers run inside a framework's context, and the
+rules of the opt-in in-process start.
+
+Nothing here imports a framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import sys
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+from urllib.parse import urlsplit, urlunsplit
+
+from ..client import Client
+from ..cursors import CursorStore, MemoryCursorStore, SQLiteCursorStore
+from ..dispatch import DispatchResult, Registry
+from ..errors import ConfigurationError
+from ..listener import Listener
+from ..models import TaskEvent
+from ..stream import StreamOptions
+
+__all__ = [
+    "HandlerContext",
+    "cursor_store_from_url",
+    "in_process_refusal",
+    "listen",
+    "redact_url",
+]
+
+logger = logging.getLogger(__name__)
+
+HandlerContext = Callable[[TaskEvent], AbstractContextManager[Any]]
+"""Called with each event; the context manager it returns is entered around
+that event's handlers (an app context, a database connection's life)."""
+
+REDIS_STORE = "agentstream.cursors.RedisCursorStore"
+STORE_FORMS = "'memory', 'sqlite:///relative/path', 'sqlite:////absolute/path' or 'redis://host'"
+
+
+def cursor_store_from_url(value: Union[str, CursorStore]) -> CursorStore:
+    """The cursor store a configuration value names.
+
+    ``memory`` (this process only), ``sqlite:///relative/path`` or
+    ``sqlite:////absolute/path`` (the SQLAlchemy spelling), ``redis://...``,
+    ``rediss://...`` or ``unix://...`` (:class:`agentstream.cursors.RedisCursorStore`,
+    extra ``[redis]``). A store object is returned as it is. Anything else
+    raises :class:`~agentstream.errors.ConfigurationError`; a password in
+    the URL never appears in the message.
+    """
+    if not isinstance(value, str):
+        if isinstance(value, CursorStore):
+            return value
+        raise ConfigurationError(
+            f"the cursor store must be a string ({STORE_FORMS}) or a CursorStore, "
+            f"not {type(value).__name__}"
+        )
+    if value == "memory":
+        return MemoryCursorStore()
+    scheme = value.partition(":")[0].lower()
+    if scheme == "sqlite":
+        if not value.startswith("sqlite:///") or len(value) == len("sqlite:///"):
+            raise ConfigurationError(
+                f"bad SQLite cursor store {value!r}: write sqlite:///relative/path "
+                f"or sqlite:////absolute/path"
+            )
+        path = Path(value[len("sqlite:///") :])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteCursorStore(path)
+    if scheme in ("redis", "rediss", "unix"):
+        return _redis_store(value)
+    raise ConfigurationError(
+        f"unknown cursor store {redact_url(value)!r}: use {STORE_FORMS}, or pass a store object"
+    )
+
+
+def _redis_store(url: str) -> CursorStore:
+    module_name, _, class_name = REDIS_STORE.rpartition(".")
+    store_class = getattr(importlib.import_module(module_name), class_name, None)
+    if store_class is None:
+        raise ConfigurationError(
+            f"a redis:// cursor store needs {REDIS_STORE}, which this version of "
+            f"agentstream does not have; use 'sqlite:///path' or 'memory'"
+        )
+    try:
+        store: CursorStore = store_class(url)
+    except ImportError as exc:
+        raise ConfigurationError(
+            "a redis:// cursor store needs redis-py: pip install 'agentstream[redis]'"
+        ) from exc
+    return store
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparseable URL>"
+    if not password:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
+
+# -- the Listener ---------------------------------------------------------------
+
+
+def _listen_parameters() -> frozenset[str]:
+    return frozenset(inspect.signature(Client.listen).parameters)
+
+
+def listen(
+    client: Client,
+    options: StreamOptions,
+    *,
+    handler_context: Optional[HandlerContext],
+    registry: Registry,
+    **listen_kwargs: Any,
+) -> Listener:
+    """``client.listen(...)`` with each event's handlers run inside
+    ``handler_context(event)``.
+
+    Keyword arguments the installed ``Client.listen`` does not take (a newer
+    option on an older agentstream) are a :class:`ConfigurationError`, not
+    silently dropped.
+    """
+    accepted = _listen_parameters()
+    unknown = sorted(k for k, v in listen_kwargs.items() if k not in accepted and v is not None)
+    if unknown:
+        raise ConfigurationError(
+            f"this version of agentstream's Client.listen() has no {', '.join(unknown)}"
+        )
+    kwargs = {k: v for k, v in listen_kwargs.items() if v is not None}
+    if handler_context is not None:
+        if "handler_context" in accepted:
+            kwargs["handler_context"] = handler_context
+        else:
+            registry = _RegistryInContext(registry, handler_context)
+    return client.listen(options, registry=registry, **kwargs)
+
+
+class _RegistryInContext(Registry):
+    """A registry whose dispatch runs another registry's handlers inside a
+    context (for a ``Client.listen`` that has no ``handler_context`` yet)."""
+
+    def __init__(self, inner: Registry, context: HandlerContext) -> None:
+        super().__init__()
+        self._inner = inner
+        self._context = context
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def handlers_for(self, event: TaskEvent) -> tuple[Any, ...]:
+        return self._inner.handlers_for(event)
+
+    def dispatch(self, event: TaskEvent, **kwargs: Any) -> DispatchResult:
+        with self._context(event):
+            return self._inner.dispatch(event, **kwargs)
+
+
+# -- the in-process start ----------------------------------------------------------
+
+RUN_SEPARATELY = (
+    "run the listener as its own process instead ({command}), which is the recommended deployment"
+)
+
+
+def in_process_refusal(store: CursorStore, command: str) -> Optional[str]:
+    """Why a listener must not be started inside this web process, or None.
+
+    A web server may run the app in several processes (gunicorn workers, a
+    reloader's parent and child): starting is safe only when the Listener
+    takes a lease on its name in a store that all of them share, so that
+    exactly one of them consumes. Green threads (gevent monkey-patching) are
+    refused: the Listener's blocking reads and thread handoffs are not
+    tested under them.
+    """
+    advice = RUN_SEPARATELY.format(command=command)
+    if _gevent_patched():
+        return (
+            "the process is monkey-patched by gevent (gunicorn -k gevent), where an "
+            f"in-process listener is not supported; {advice}"
+        )
+    lease_store = getattr(importlib.import_module("agentstream.cursors"), "LeaseStore", None)
+    if lease_store is None or "lease_ttl" not in _listen_parameters():
+        return (
+            "this version of agentstream's Listener takes no lease, so every web worker "
+            f"would handle every event; {advice}"
+        )
+    if isinstance(store, MemoryCursorStore) or not isinstance(store, lease_store):
+        return (
+            f"the cursor store ({type(store).__name__}) is not shared by the web server's "
+            "processes with a lease, so every worker would handle every event: configure "
+            f"a 'sqlite:///...' or 'redis://...' store, or {advice}"
+        )
+    return None
+
+
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None:
+        return False
+    return bool(monkey.is_module_patched("threading") or monkey.is_module_patched("socket"))
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+def run_forever(listener: Listener, stop_timeout: Optional[float]) -> None:
+    """``listener.run_forever()``, with ``stop_timeout`` when set and supported."""
+    if stop_timeout is not None:
+        if "stop_timeout" not in inspect.signature(listener.run_forever).parameters:
+            raise ConfigurationError("this version of agentstream's Listener has no stop_timeout")
+        listener.run_forever(stop_timeout=stop_timeout)  # type: ignore[call-arg,unused-ignore]
+    else:
+        listener.run_forever()
+
+
+def log_to_stderr(verbose: bool) -> None:
+    """Show agentstream's log lines on stderr when the application configured
+    no logging at all (agentstream's own NullHandler would hide even its
+    warnings): WARNING and above, INFO too when ``verbose``."""
+    package = logging.getLogger("agentstream")
+    if logging.getLogger().handlers or any(
+        not isinstance(h, logging.NullHandler) for h in package.handlers
+    ):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package.addHandler(handler)
+    package.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def format_event(event: TaskEvent, *, as_json: bool) -> str:
+    """One line of ``tail`` output, as ``agentstream tail`` prints it."""
+    from .. import cli  # its line formats, so that every tail prints alike
+
+    return cli._json_line(event) if as_json else cli._text_line(event)

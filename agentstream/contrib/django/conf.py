@@ -1,0 +1,119 @@
+"""The ``AGENTSTREAM`` settings dict, read and checked.
+
+=================== ============================== ==========================================
+key                 default                        what
+=================== ============================== ==========================================
+``BASE_URL``        ``AGENTSTREAM_BASE_URL``, else the server
+                    ``http://127.0.0.1:8787``
+``API_KEY``         ``AGENTSTREAM_API_KEY``        sent as a Bearer token; never logged
+``NAME``            ``"default"``                  the listener's name: its cursor and lease
+``CURSOR_STORE``    ``"django"``                   ``"django"`` (this database), ``"memory"``,
+                                                   ``"sqlite:///path"``, ``"redis://..."``,
+                                                   or a store object
+``DATABASE``        ``"default"``                  the database alias of ``"django"``
+``EVENT_TYPES``     all                            a list of event types to follow
+``HEARTBEAT_SECONDS`` ``15``                       heartbeat asked of the server (1..300)
+``WORKERS``         ``1``                          handler threads
+``QUEUE_SIZE``      ``1000``                       events waiting per worker
+``SAVE_INTERVAL``   the Listener's                 seconds between cursor saves
+``LEASE_TTL``       the Listener's                 seconds a lease lasts without renewal
+``STOP_TIMEOUT``    the Listener's                 seconds a stop waits for a handler
+``TIMEOUT``         ``30``                         seconds for connecting and API calls
+``HANDLERS_MODULE`` ``"agentstream_handlers"``     module imported from every app; None: off
+``REGISTRY``        ``"agentstream.default_registry"`` dotted path of the Registry
+``START_LISTENER``  ``False``                      not supported: a check warns (docs/django.md)
+=================== ============================== ==========================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+from django.conf import settings as django_settings
+from django.utils.module_loading import import_string
+
+from ...cursors import CursorStore
+from ...dispatch import Registry
+from ...errors import ConfigurationError
+from .._common import cursor_store_from_url
+from .._settings import KEYS, ListenerSettings
+
+__all__ = [
+    "DJANGO_KEYS",
+    "ListenerSettings",
+    "cursor_store",
+    "handlers_module",
+    "listener_settings",
+    "raw",
+    "registry",
+]
+
+DJANGO_KEYS = (*KEYS, "DATABASE", "HANDLERS_MODULE", "REGISTRY")
+"""Every key ``AGENTSTREAM`` may hold."""
+
+DEFAULT_HANDLERS_MODULE = "agentstream_handlers"
+MISSING_KEY_HINT = (
+    "set AGENTSTREAM = {'API_KEY': ...} in your settings, or the AGENTSTREAM_API_KEY "
+    "environment variable (`agentstream serve` prints a development key)"
+)
+
+
+def raw() -> dict[str, Any]:
+    """``settings.AGENTSTREAM`` as it is (an empty dict when unset)."""
+    value = getattr(django_settings, "AGENTSTREAM", None)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"settings.AGENTSTREAM must be a dict, got {type(value).__name__}")
+    return value
+
+
+def listener_settings() -> ListenerSettings:
+    """Every key checked; a ConfigurationError names the first wrong one."""
+    return ListenerSettings.from_mapping(raw(), label)
+
+
+def label(key: str) -> str:
+    """How ``key`` is spelled in a message: ``AGENTSTREAM['API_KEY']``."""
+    return f"AGENTSTREAM[{key!r}]"
+
+
+def handlers_module() -> Optional[str]:
+    """The module name discovered in each app, or None (discovery off)."""
+    settings = raw()
+    module = settings.get("HANDLERS_MODULE", DEFAULT_HANDLERS_MODULE)
+    if module is not None and not (isinstance(module, str) and module.isidentifier()):
+        raise ConfigurationError(
+            f"AGENTSTREAM['HANDLERS_MODULE'] must be a module name or None, got {module!r}"
+        )
+    return module
+
+
+def registry() -> Registry:
+    """The registry the listener dispatches to."""
+    path = raw().get("REGISTRY", "agentstream.default_registry")
+    found: Any = import_string(path) if isinstance(path, str) else path
+    if not isinstance(found, Registry):
+        raise ConfigurationError(
+            f"AGENTSTREAM['REGISTRY'] must be (the dotted path of) an agentstream.Registry, "
+            f"got {type(found).__name__}"
+        )
+    return found
+
+
+def database() -> str:
+    alias = raw().get("DATABASE", "default")
+    if alias not in django_settings.DATABASES:
+        raise ConfigurationError(f"AGENTSTREAM['DATABASE'] {alias!r} is not in DATABASES")
+    return str(alias)
+
+
+def cursor_store(value: Union[str, CursorStore, None] = None) -> CursorStore:
+    """The store ``CURSOR_STORE`` names (default ``"django"``: this database)."""
+    if value is None:
+        value = listener_settings().cursor_store or "django"
+    if value == "django":
+        from .store import DjangoCursorStore
+
+        return DjangoCursorStore(using=database())
+    return cursor_store_from_url(value)

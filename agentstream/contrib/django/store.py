@@ -1,0 +1,198 @@
+"""``DjangoCursorStore``: cursors and leases in the project's own database.
+
+Implements the lease protocol of :mod:`agentstream.cursors` through the ORM,
+one row of :class:`~agentstream.contrib.django.models.ListenerCursor` per
+listener name. Every lease operation and every fenced save is one
+transaction that first locks that row: ``SELECT ... FOR UPDATE`` where the
+database has it (PostgreSQL, MySQL, Oracle), and on SQLite, which has no row
+locks, a write first, which takes the database's write lock before anything
+is read (so two transactions never both read and then both write).
+
+Expiry is judged by ``time.time()`` of the host that calls: hosts sharing one
+database must keep their clocks synchronised (NTP); a skew of ``s`` seconds
+lets a lease be taken over ``s`` seconds early or late, so keep the skew well
+under the lease TTL.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Optional
+
+from django.db import connections, transaction
+from django.db.models import F
+
+from ...errors import AgentStreamError
+
+__all__ = ["DjangoCursorStore"]
+
+_errors = importlib.import_module("agentstream.errors")
+
+
+class _LeaseLostError(AgentStreamError):
+    # Until agentstream.errors.LeaseLostError exists (same signature).
+    def __init__(self, name: str, token: int, current_token: Optional[int]) -> None:
+        newest = "none" if current_token is None else str(current_token)
+        super().__init__(
+            f"lease on {name!r} lost: save with fencing token {token} refused, "
+            f"the newest token granted is {newest}"
+        )
+        self.name, self.token, self.current_token = name, token, current_token
+
+
+class _StoreResetError(AgentStreamError):
+    # Until agentstream.errors.StoreResetError exists (same signature).
+    def __init__(self, name: str, token: int, highest_seen: int) -> None:
+        super().__init__(
+            f"the cursor store lost its data for {name!r}: it granted fencing token {token} "
+            f"after having granted {highest_seen}"
+        )
+        self.name, self.token, self.highest_seen = name, token, highest_seen
+
+
+LeaseLostError: Any = getattr(_errors, "LeaseLostError", _LeaseLostError)
+StoreResetError: Any = getattr(_errors, "StoreResetError", _StoreResetError)
+
+
+class DjangoCursorStore:
+    """Cursors and leases in a Django database (``AGENTSTREAM["CURSOR_STORE"] = "django"``).
+
+    Needs the ``agentstream.contrib.django`` app installed and migrated.
+    Safe from several threads and processes, on one host or many (see the
+    module's note on clocks). Each call uses the calling thread's connection
+    and, outside a transaction of the caller's, closes it when it is broken
+    or past ``CONN_MAX_AGE``, as Django's request cycle does.
+
+    :param using: the database alias (default ``"default"``).
+    """
+
+    def __init__(self, using: str = "default") -> None:
+        self.using = using
+        self._lock = threading.Lock()
+        self._highest: dict[str, int] = {}  # name -> highest token this object returned
+
+    def __repr__(self) -> str:
+        return f"DjangoCursorStore(using={self.using!r})"
+
+    # -- CursorStore -----------------------------------------------------------
+
+    def load(self, name: str) -> Optional[str]:
+        """The saved cursor of ``name``, or None."""
+        with self._connection():
+            cursor = self._rows().filter(name=name).values_list("cursor", flat=True).first()
+        return cursor or None
+
+    def save(self, name: str, cursor: str) -> None:
+        """Save ``cursor`` for ``name`` (unfenced: for a listener without a lease)."""
+        with self._connection():
+            self._ensure(name)
+            self._rows().filter(name=name).update(cursor=cursor)
+
+    # -- LeaseStore ------------------------------------------------------------
+
+    def acquire(self, name: str, holder: str, ttl: float) -> Optional[int]:
+        """The lease on ``name`` for ``holder`` (a new fencing token), its
+        token unchanged if ``holder`` already holds it, or None while another
+        holder's lease is unexpired."""
+        with self._connection(), self._locked(name) as row:
+            now = time.time()
+            held = bool(row.holder) and row.expires_at > now
+            extended = held and row.holder == holder
+            if held and not extended:
+                return None
+            if not extended:
+                row.token += 1
+                row.holder = holder
+            row.expires_at = now + ttl
+            row.save(update_fields=["token", "holder", "expires_at", "updated_at"])
+            token = int(row.token)
+        with self._lock:
+            highest = self._highest.get(name, 0)
+            if token < highest or (not extended and token == highest and highest):
+                raise StoreResetError(name, token, highest)
+            self._highest[name] = token
+        return token
+
+    def renew(self, name: str, holder: str, token: int, ttl: float) -> bool:
+        """Extend the lease if ``holder`` still holds it with ``token``."""
+        with self._connection(), self._locked(name) as row:
+            if row.holder != holder or row.token != token:
+                return False
+            row.expires_at = time.time() + ttl
+            row.save(update_fields=["expires_at", "updated_at"])
+            return True
+
+    def release(self, name: str, holder: str, token: int) -> None:
+        """Give the lease up if ``holder`` holds it with ``token``; the token counter stays."""
+        with self._connection(), self._locked(name) as row:
+            if row.holder == holder and row.token == token:
+                row.holder = ""
+                row.expires_at = 0.0
+                row.save(update_fields=["holder", "expires_at", "updated_at"])
+
+    def save_fenced(self, name: str, cursor: str, token: int) -> None:
+        """Save ``cursor`` if ``token`` is the newest granted on ``name``;
+        else raise ``LeaseLostError`` and change nothing."""
+        with self._connection(), self._locked(name) as row:
+            if row.token != token:
+                raise LeaseLostError(name, token, row.token or None)
+            row.cursor = cursor
+            row.save(update_fields=["cursor", "updated_at"])
+
+    def lease_holder(self, name: str) -> Optional[tuple[str, int, float]]:
+        """``(holder, token, seconds left)`` of the unexpired lease on ``name``, or None."""
+        with self._connection():
+            found = (
+                self._rows().filter(name=name).values_list("holder", "token", "expires_at").first()
+            )
+        if found is None:
+            return None
+        holder, token, expires_at = found
+        left = expires_at - time.time()
+        if not holder or left <= 0:
+            return None
+        return (holder, int(token), left)
+
+    # -- rows --------------------------------------------------------------------
+
+    def _rows(self) -> Any:
+        from .models import ListenerCursor
+
+        return ListenerCursor.objects.using(self.using)
+
+    def _ensure(self, name: str) -> None:
+        from .models import ListenerCursor
+
+        ListenerCursor.objects.using(self.using).bulk_create(
+            [ListenerCursor(name=name)], ignore_conflicts=True
+        )
+
+    @contextmanager
+    def _locked(self, name: str) -> Iterator[Any]:
+        """The row of ``name``, locked until the transaction ends."""
+        self._ensure(name)
+        with transaction.atomic(using=self.using):
+            rows = self._rows().filter(name=name)
+            if connections[self.using].features.has_select_for_update:
+                yield rows.select_for_update().get()
+            else:
+                rows.update(token=F("token"))  # takes SQLite's write lock first
+                yield rows.get()
+
+    @contextmanager
+    def _connection(self) -> Iterator[None]:
+        # Outside the caller's transaction, drop a connection that is broken or
+        # past CONN_MAX_AGE, before and after (a listener thread lives for months).
+        connection = connections[self.using]
+        tidy = not connection.in_atomic_block
+        if tidy:
+            connection.close_if_unusable_or_obsolete()
+        try:
+            yield
+        finally:
+            if tidy:
+                connection.close_if_unusable_or_obsolete()

@@ -1,0 +1,41 @@
+"""Settings of the test project.
+
+The database is ``DJANGO_PROJECT_DB`` (a file per test); pytest-django's
+test database is a file too, so that listener threads and the test share it.
+The server and key come from ``AGENTSTREAM_BASE_URL`` / ``AGENTSTREAM_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+USE_TZ = True
+ROOT_URLCONF = "tests.django_project.urls"
+
+INSTALLED_APPS = [
+    "agentstream.contrib.django",
+    "tests.django_project.shipments",
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DJANGO_PROJECT_DB", str(BASE_DIR / "db.sqlite3")),
+        "TEST": {
+            "NAME": str(Path(tempfile.gettempdir()) / f"agentstream-django-test-{os.getpid()}.db")
+        },
+    }
+}
+
+AGENTSTREAM = {
+    "NAME": "shipments",
+    "HEARTBEAT_SECONDS": 5,
+    "REGISTRY": "tests.django_project.shipments.events.registry",
+}

@@ -1,0 +1,1 @@
+"""An app whose handlers record every event they see in a model."""

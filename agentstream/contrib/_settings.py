@@ -27,7 +27,7 @@ DEFAULT_HEARTBEAT_SECONDS = 15
 KEYS = (
     "BASE_URL",
     "API_KEY",
-    "NAME",
+    "LISTENER_NAME",
     "CURSOR_STORE",
     "EVENT_TYPES",
     "HEARTBEAT_SECONDS",
@@ -96,9 +96,9 @@ class ListenerSettings:
         )
         check_base_url(base_url, label("BASE_URL"))
         api_key = value("API_KEY", str, None) or os.environ.get("AGENTSTREAM_API_KEY") or None
-        name = value("NAME", str, "default")
+        name = value("LISTENER_NAME", str, "default")
         if not name:
-            raise ConfigurationError(f"{label('NAME')} must not be empty")
+            raise ConfigurationError(f"{label('LISTENER_NAME')} must not be empty")
         store = get("CURSOR_STORE")
         if store is not None and not isinstance(store, (str, CursorStore)):
             raise ConfigurationError(

@@ -35,7 +35,7 @@ DATABASES = {
 }
 
 AGENTSTREAM = {
-    "NAME": "shipments",
+    "LISTENER_NAME": "shipments",
     "HEARTBEAT_SECONDS": 5,
     "REGISTRY": "tests.django_project.shipments.events.registry",
 }

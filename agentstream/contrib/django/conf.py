@@ -6,7 +6,7 @@ key                 default                        what
 ``BASE_URL``        ``AGENTSTREAM_BASE_URL``, else the server
                     ``http://127.0.0.1:8787``
 ``API_KEY``         ``AGENTSTREAM_API_KEY``        sent as a Bearer token; never logged
-``NAME``            ``"default"``                  the listener's name: its cursor and lease
+``LISTENER_NAME`` ``"default"``                  the listener's name: its cursor and lease
 ``CURSOR_STORE``    ``"django"``                   ``"django"`` (this database), ``"memory"``,
                                                    ``"sqlite:///path"``, ``"redis://..."``,
                                                    or a store object

@@ -21,7 +21,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--name", help="listener name: its cursor and lease (AGENTSTREAM NAME)")
+        parser.add_argument(
+            "--name", help="listener name: its cursor and lease (AGENTSTREAM LISTENER_NAME)"
+        )
         parser.add_argument("--workers", type=int, help="handler threads (AGENTSTREAM WORKERS)")
         parser.add_argument(
             "--heartbeat", type=int, help="heartbeat seconds, 1..300 (HEARTBEAT_SECONDS)"

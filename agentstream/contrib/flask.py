@@ -1,0 +1,353 @@
+"""agentstream for Flask: the ``AgentStream`` extension and ``flask agentstream``.
+
+::
+
+    from agentstream import on
+    from agentstream.contrib.flask import AgentStream
+
+    agentstream = AgentStream()
+
+    def create_app():
+        app = Flask(__name__)
+        app.config["AGENTSTREAM_CURSOR_STORE"] = "sqlite:///instance/agentstream.sqlite3"
+        agentstream.init_app(app)
+        return app
+
+    @on("task.shipped")
+    def shipped(event):
+        current_app.logger.info("shipped %s", event.task_id)   # inside the app context
+
+Run the listener as its own process (the recommended deployment)::
+
+    flask --app myapp agentstream listen
+
+Configuration keys (``app.config``; each falls back as said):
+
+- ``AGENTSTREAM_BASE_URL``: the server; default the ``AGENTSTREAM_BASE_URL``
+  environment variable, else ``http://127.0.0.1:8787``.
+- ``AGENTSTREAM_API_KEY``: default the ``AGENTSTREAM_API_KEY`` environment
+  variable. Not needed to start the app; needed to connect.
+- ``AGENTSTREAM_LISTENER_NAME``: the listener's name, its cursor and lease
+  (``"default"``).
+- ``AGENTSTREAM_CURSOR_STORE``: ``"sqlite:///relative/path"``,
+  ``"sqlite:////absolute/path"``, ``"redis://..."``, ``"memory"`` or a store
+  object; default ``sqlite:///<app.instance_path>/agentstream.sqlite3``.
+- ``AGENTSTREAM_EVENT_TYPES``: a list of event types to follow (all).
+- ``AGENTSTREAM_HEARTBEAT_SECONDS`` (15), ``AGENTSTREAM_WORKERS`` (1),
+  ``AGENTSTREAM_QUEUE_SIZE`` (1000), ``AGENTSTREAM_SAVE_INTERVAL``,
+  ``AGENTSTREAM_LEASE_TTL``, ``AGENTSTREAM_STOP_TIMEOUT`` (the Listener's
+  defaults), ``AGENTSTREAM_TIMEOUT`` (30 s for connecting and API calls).
+- ``AGENTSTREAM_START_LISTENER`` (False): opt in to starting the listener
+  inside the web process, at its first request, guarded by a lease (see
+  ``docs/flask.md``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Optional
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from .. import signals
+from ..client import Client
+from ..cursors import CursorStore
+from ..dispatch import Registry, default_registry
+from ..errors import AgentStreamError, ConfigurationError
+from ..listener import Listener
+from ..models import TaskEvent
+from . import _common
+from ._settings import KEYS, ListenerSettings
+
+__all__ = ["AgentStream"]
+
+logger = logging.getLogger(__name__)
+
+EXTENSION = "agentstream"
+LISTEN_COMMAND = "flask agentstream listen"
+MISSING_KEY_HINT = (
+    "set app.config['AGENTSTREAM_API_KEY'] or the AGENTSTREAM_API_KEY environment "
+    "variable (`agentstream serve` prints a development key)"
+)
+
+
+def _label(key: str) -> str:
+    return f"AGENTSTREAM_{key}"
+
+
+@dataclass
+class _AppState:
+    """What the extension keeps for one app, in ``app.extensions["agentstream"]``."""
+
+    extension: AgentStream
+    settings: ListenerSettings
+    client: Optional[Client] = None
+    listener: Optional[Listener] = None
+    start_checked: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class AgentStream:
+    """The Flask extension: configuration from ``app.config``, a client per
+    app, handlers run inside the app context, and the ``flask agentstream``
+    commands.
+
+    :param app: the app, or None to call :meth:`init_app` later (app factories).
+    :param registry: the handlers; default the one the module-level
+        decorators (:func:`agentstream.on`) fill.
+    """
+
+    def __init__(self, app: Optional[Flask] = None, *, registry: Optional[Registry] = None) -> None:
+        self.registry = registry if registry is not None else default_registry
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register on ``app``: read and check its ``AGENTSTREAM_*`` keys, add
+        the ``flask agentstream`` commands. Starts nothing and connects to
+        nothing (the opt-in in-process start waits for the first request).
+
+        A wrong value raises :class:`~agentstream.errors.ConfigurationError`;
+        a missing key does not (the app starts; connecting needs it).
+        """
+        if EXTENSION in app.extensions:
+            raise RuntimeError(
+                "An 'AgentStream' instance is already registered on this Flask app. "
+                "Import and use that instance instead."
+            )
+        for key in KEYS:
+            app.config.setdefault(_label(key), None)
+        settings = ListenerSettings.read(lambda key: app.config.get(_label(key)), _label)
+        app.extensions[EXTENSION] = _AppState(self, settings)
+        app.cli.add_command(_cli)
+        if settings.start_listener:
+            app.before_request(lambda: self._start_in_process(app))
+
+    # -- per app ------------------------------------------------------------------
+
+    def _state(self, app: Optional[Flask] = None) -> _AppState:
+        if app is None:
+            try:
+                app = current_app._get_current_object()  # type: ignore[attr-defined]
+            except RuntimeError:
+                raise RuntimeError(
+                    "Working outside of application context: use `with app.app_context():` "
+                    "or pass the app"
+                ) from None
+        state = app.extensions.get(EXTENSION)
+        if state is None or state.extension is not self:
+            raise RuntimeError(
+                "The current Flask app is not registered with this 'AgentStream' instance. "
+                "Did you forget to call 'init_app', or did you create multiple "
+                "'AgentStream' instances?"
+            )
+        assert isinstance(state, _AppState)
+        return state
+
+    @property
+    def client(self) -> Client:
+        """The current app's :class:`~agentstream.Client` (made on first use;
+        a missing API key is a ConfigurationError here)."""
+        return self._client_for(self._state())
+
+    @property
+    def listener(self) -> Optional[Listener]:
+        """The current app's in-process listener, if one was started."""
+        return self._state().listener
+
+    def settings(self, app: Optional[Flask] = None) -> ListenerSettings:
+        """The checked ``AGENTSTREAM_*`` configuration of ``app`` (default: the current app)."""
+        return self._state(app).settings
+
+    def cursor_store(self, app: Optional[Flask] = None) -> CursorStore:
+        """A new store as ``AGENTSTREAM_CURSOR_STORE`` names it (default: SQLite in
+        the app's instance folder)."""
+        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        configured = self._state(app).settings.cursor_store
+        if configured is None:
+            path = os.path.join(app.instance_path, "agentstream.sqlite3")
+            configured = "sqlite:///" + path
+        return _common.cursor_store_from_url(configured)
+
+    def create_listener(
+        self,
+        app: Optional[Flask] = None,
+        *,
+        name: Optional[str] = None,
+        workers: Optional[int] = None,
+        heartbeat_seconds: Optional[int] = None,
+        event_types: Optional[list[str]] = None,
+    ) -> Listener:
+        """A listener (not started) for ``app``'s configuration, whose handlers
+        run inside ``app``'s application context, one context per event
+        (``current_app``, ``g`` and extensions work; teardown functions, as
+        Flask-SQLAlchemy's session cleanup, run after each event)."""
+        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        state = self._state(app)
+        settings = state.settings
+        kwargs = settings.listen_kwargs()
+        if name is not None:
+            kwargs["name"] = name
+        if workers is not None:
+            kwargs["workers"] = workers
+        options = settings.stream_options(
+            heartbeat_seconds=heartbeat_seconds, event_types=event_types or None
+        )
+        client = self._client_for(state)
+
+        @contextmanager
+        def app_context(event: TaskEvent) -> Iterator[None]:
+            with app.app_context():
+                yield
+
+        return _common.listen(
+            client,
+            options,
+            handler_context=app_context,
+            registry=self.registry,
+            cursor_store=self.cursor_store(app),
+            **kwargs,
+        )
+
+    def _client_for(self, state: _AppState) -> Client:
+        with state.lock:
+            if state.client is None:
+                state.client = state.settings.client(MISSING_KEY_HINT)
+            return state.client
+
+    # -- the opt-in in-process start -------------------------------------------------
+
+    def _start_in_process(self, app: Flask) -> None:
+        """At a request, once per process: start the listener if it is safe."""
+        state = self._state(app)
+        with state.lock:
+            first = not state.start_checked
+            state.start_checked = True
+        if not first or app.testing:
+            return
+        try:
+            store = self.cursor_store(app)
+            reason = _common.in_process_refusal(store, LISTEN_COMMAND)
+            if reason is not None:
+                logger.error(
+                    "AGENTSTREAM_START_LISTENER is set, but no listener was started in "
+                    "process %d: %s",
+                    os.getpid(),
+                    reason,
+                )
+                return
+            listener = self.create_listener(app)
+        except AgentStreamError as exc:
+            logger.error("AGENTSTREAM_START_LISTENER: no listener started: %s", exc)
+            return
+        state.listener = listener.start()
+        atexit.register(listener.stop, 5.0)
+        logger.info("agentstream: in-process listener started in process %d", os.getpid())
+
+
+# -- the commands ------------------------------------------------------------------
+
+_cli = AppGroup("agentstream", help="Follow the agentstream event stream with this app's handlers.")
+
+
+def _extension() -> AgentStream:
+    state = current_app.extensions.get(EXTENSION)
+    if not isinstance(state, _AppState):
+        raise click.UsageError("this app has no AgentStream extension: call init_app(app)")
+    return state.extension
+
+
+@_cli.command("listen")
+@click.option("--name", help="Listener name: its cursor and lease (AGENTSTREAM_LISTENER_NAME).")
+@click.option("--workers", type=int, help="Handler threads (AGENTSTREAM_WORKERS).")
+@click.option("--heartbeat", type=int, help="Heartbeat seconds, 1..300.")
+@click.option(
+    "--event-type", "event_types", multiple=True, help="Only this event type (repeatable)."
+)
+@click.option("--stop-timeout", type=float, help="Seconds a stop waits for a running handler.")
+@click.option("-v", "--verbose", is_flag=True, help="Log connections and retries (INFO).")
+def _listen(
+    name: Optional[str],
+    workers: Optional[int],
+    heartbeat: Optional[int],
+    event_types: tuple[str, ...],
+    stop_timeout: Optional[float],
+    verbose: bool,
+) -> None:
+    """Run the listener in this process until SIGINT or SIGTERM (exit 0); a
+    listener that fails exits non-zero with the reason."""
+    _common.log_to_stderr(verbose)
+    extension = _extension()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        listener = extension.create_listener(
+            app,
+            name=name,
+            workers=workers,
+            heartbeat_seconds=heartbeat,
+            event_types=list(event_types),
+        )
+        settings = extension.settings(app)
+    except (ConfigurationError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    client = extension._client_for(extension._state(app))
+    click.echo(
+        f"agentstream: listening as {listener.name!r} on {client.base_url} "
+        f"({len(listener.registry)} handlers, cursor store "
+        f"{type(listener.cursor_store).__name__}); Ctrl-C or SIGTERM stops"
+    )
+
+    def connected(sender: object, *, cursor: object = None, **kwargs: object) -> None:
+        click.echo(f"agentstream: connected, resuming after {cursor or '(live end)'}")
+
+    try:
+        with signals.connected.connected_to(connected, sender=listener):
+            _common.run_forever(
+                listener, stop_timeout if stop_timeout is not None else settings.stop_timeout
+            )
+    finally:
+        client.close()
+    click.echo(f"agentstream: stopped, cursor {listener.cursor}")
+
+
+@_cli.command("tail")
+@click.option("--type", "types", multiple=True, help="Only this event type (repeatable).")
+@click.option("--task", help="Only this task's events (ends after it finishes).")
+@click.option("--cursor", help="Resume after this event id.")
+@click.option("--heartbeat", type=int, help="Heartbeat seconds (1..300).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON envelope per line.")
+def _tail(
+    types: tuple[str, ...],
+    task: Optional[str],
+    cursor: Optional[str],
+    heartbeat: Optional[int],
+    as_json: bool,
+) -> None:
+    """Print this app's server's events as they arrive (handlers do not run)."""
+    extension = _extension()
+    try:
+        options = extension.settings().stream_options(
+            event_types=list(types) or None,
+            task_id=task,
+            cursor=cursor,
+            heartbeat_seconds=heartbeat,
+        )
+        client = extension.client
+    except (ConfigurationError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        with client.stream_events(options) as stream:
+            for event in stream:
+                click.echo(_common.format_event(event, as_json=as_json))
+    except KeyboardInterrupt:
+        return
+    except AgentStreamError as exc:
+        raise click.ClickException(str(exc)) from None

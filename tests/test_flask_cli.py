@@ -1,0 +1,225 @@
+"""The Flask integration as real processes: ``flask agentstream listen``
+against a reference server, the debug reloader, and gunicorn's gthread and
+gevent workers with the opt-in in-process start."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import pytest
+import requests
+
+from agentstream import SQLiteCursorStore
+
+from .child_output import read_line
+from .server_fixtures import ServerFactory, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+APP = "tests.flask_app:create_app"
+
+
+def environment(**flask_config: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AGENTSTREAM_", "FLASK_", "WERKZEUG_"))
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    env.update({f"FLASK_{k}": v for k, v in flask_config.items()})
+    return env
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A child in its own process group (a reloader's or gunicorn's children
+    included), killed with its group if the test ends first."""
+    child = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait(10)
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def handled_ids(log: Path) -> list[str]:
+    if not log.exists():
+        return []
+    return [
+        json.loads(line)["handled"] for line in log.read_text().splitlines() if "handled" in line
+    ]
+
+
+def test_flask_agentstream_listen_handles_a_task_and_exits_zero_on_sigterm(
+    tmp_path: Path, servers: ServerFactory
+) -> None:
+    server = servers.start()
+    log = tmp_path / "events.jsonl"
+    store = tmp_path / "cursors.sqlite3"
+    env = environment(
+        EVENTS_LOG=str(log),
+        AGENTSTREAM_BASE_URL=server.url,
+        AGENTSTREAM_API_KEY=server.api_key,
+        AGENTSTREAM_CURSOR_STORE=f"sqlite:///{store}",
+    )
+    args = [
+        str(BIN / "flask"),
+        "--app",
+        APP,
+        "agentstream",
+        "listen",
+        "--name",
+        "cli",
+        "--heartbeat",
+        "1",
+    ]
+    with process(args, env) as child:
+        assert child.stdout is not None
+        assert "listening as 'cli'" in read_line(child.stdout)
+        assert "connected, resuming after (live end)" in read_line(child.stdout)
+        api = servers.api(server)
+        task = api.create_task("ship it", eventsStreaming=True)
+        with api.stream(taskId=task["id"]) as reader:
+            frames = reader.rest()
+        assert wait_until(lambda: len(handled_ids(log)) >= len(frames), timeout=20)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(20) == 0
+        assert f"stopped, cursor {frames[-1].id}" in child.stdout.read()
+    assert handled_ids(log) == [f.id for f in frames]
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert all(line["app"] == "tests.flask_app" for line in lines if "handled" in line)
+    assert SQLiteCursorStore(store).load("cli") == frames[-1].id
+
+
+def test_flask_agentstream_listen_with_a_bad_key_exits_non_zero_with_the_reason(
+    tmp_path: Path, servers: ServerFactory
+) -> None:
+    server = servers.start()
+    env = environment(
+        AGENTSTREAM_BASE_URL=server.url,
+        AGENTSTREAM_API_KEY="wrong-key",
+        AGENTSTREAM_CURSOR_STORE="memory",
+    )
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", APP, "agentstream", "listen"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "401" in result.stderr
+    assert "wrong-key" not in result.stderr + result.stdout
+
+
+def served_pid(url: str) -> Optional[int]:
+    try:
+        response = requests.get(url, timeout=5)
+    except requests.ConnectionError:
+        return None
+    return int(response.json()["pid"]) if response.status_code == 200 else None
+
+
+# What the app logs (with its pid) when it decides about the in-process start.
+START_LINE = re.compile(
+    r"^(\d+) \w+ agentstream\.contrib\.flask: "
+    r".*(no listener was started|listener started) in process (\d+)"
+)
+
+
+def test_the_debug_reloaders_parent_never_starts_a_listener(tmp_path: Path) -> None:
+    env = environment(
+        AGENTSTREAM_API_KEY="k",
+        AGENTSTREAM_START_LISTENER="true",
+        AGENTSTREAM_CURSOR_STORE=f"sqlite:///{tmp_path}/cursors.sqlite3",
+        APP_LOG_TO_STDERR="1",
+    )
+    args = [str(BIN / "flask"), "--app", APP, "run", "--debug", "--port", "0"]
+    with process(args, env) as child:
+        assert child.stderr is not None
+        while True:
+            line = read_line(child.stderr)
+            found = re.search(r"Running on (http://127\.0\.0\.1:\d+)", line)
+            if found:
+                break
+        url = found[1] + "/"
+        assert wait_until(lambda: served_pid(url) is not None, timeout=20)
+        worker = served_pid(url)
+        assert worker != child.pid  # the reloader's child serves
+        start_lines: list[re.Match[str]] = []
+        while not start_lines:
+            matched = START_LINE.search(read_line(child.stderr))
+            if matched:
+                start_lines.append(matched)
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(20)
+        rest = child.stderr.read().splitlines()
+    start_lines += [m for m in map(START_LINE.search, rest) if m]
+    assert [int(m[3]) for m in start_lines] == [worker]  # once, in the child only
+
+
+@pytest.mark.parametrize("worker_class", ["gthread", "gevent"])
+def test_under_gunicorn_the_in_process_start_says_what_to_run_instead(
+    tmp_path: Path, worker_class: str
+) -> None:
+    env = environment(
+        AGENTSTREAM_API_KEY="k",
+        AGENTSTREAM_START_LISTENER="true",
+        AGENTSTREAM_CURSOR_STORE=f"sqlite:///{tmp_path}/cursors.sqlite3",
+        APP_LOG_TO_STDERR="1",
+    )
+    args = [
+        str(BIN / "gunicorn"),
+        "-k",
+        worker_class,
+        "-w",
+        "2",
+        "--threads",
+        "2",
+        "--no-control-socket",
+        "-b",
+        "127.0.0.1:0",
+        f"{APP}()",
+    ]
+    with process(args, env) as child:
+        assert child.stderr is not None
+        while True:
+            found = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", read_line(child.stderr))
+            if found:
+                break
+        url = found[1] + "/"
+        assert wait_until(lambda: served_pid(url) is not None, timeout=20)
+        refusals: list[str] = []
+        while not refusals:
+            line = read_line(child.stderr)
+            if "no listener was started" in line:
+                refusals.append(line)
+        assert served_pid(url) is not None  # the app keeps serving
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(20) == 0
+    assert "flask agentstream listen" in refusals[0]
+    if worker_class == "gevent":
+        assert "monkey-patched by gevent" in refusals[0]

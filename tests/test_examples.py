@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agentstream import Client, StreamOptions
 
 from .child_output import read_line
+from .server_fixtures import wait_until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -156,3 +161,116 @@ def test_the_testing_example_passes_under_pytest() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def _run_listener_until_finished(
+    args: list[str], env: dict[str, str], served: dict[str, str], count_finished: Any
+) -> str:
+    """Start a framework's listen command, create a task once it is connected,
+    wait until ``count_finished()`` sees it, stop it with SIGTERM (exit 0).
+    Returns the task id."""
+    child = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert child.stdout is not None
+    try:
+        assert "listening as" in read_line(child.stdout)
+        assert "connected" in read_line(child.stdout)
+        client = Client(served["AGENTSTREAM_BASE_URL"], served["AGENTSTREAM_API_KEY"])
+        task = client.create_task("Record me when finished", events_streaming=True)
+        for _ in task.events():  # until its task.finished has been sent
+            pass
+        assert wait_until(lambda: count_finished(task.id) == 1, timeout=20)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(20) == 0, child.stderr.read() if child.stderr else ""
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        child.stdout.close()
+        if child.stderr is not None:
+            child.stderr.close()
+    return task.id
+
+
+def _count(db: Path, table: str, task_id: str) -> int:
+    if not db.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        try:
+            found = conn.execute(
+                f"SELECT count(*) FROM {table} WHERE task_id = ? AND status = 'done'", (task_id,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+    return int(found[0])
+
+
+def test_flask_app_example_records_finished_tasks(served: dict[str, str], tmp_path: Path) -> None:
+    db = tmp_path / "tasks.sqlite3"
+    env = {
+        **os.environ,
+        **served,
+        "FLASK_DATABASE": str(db),
+        "FLASK_AGENTSTREAM_CURSOR_STORE": f"sqlite:///{tmp_path}/cursors.sqlite3",
+    }
+    flask = [
+        str(Path(sys.executable).parent / "flask"),
+        "--app",
+        str(EXAMPLES / "flask_app" / "app.py"),
+    ]
+    assert subprocess.run([*flask, "init-db"], env=env, timeout=60, check=False).returncode == 0
+    task_id = _run_listener_until_finished(
+        [*flask, "agentstream", "listen"],
+        env,
+        served,
+        lambda task: _count(db, "finished_task", task),
+    )
+    view = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from app import create_app; "
+            "print(create_app().test_client().get('/tasks').data.decode())",
+        ],
+        cwd=EXAMPLES / "flask_app",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert view.returncode == 0, view.stderr
+    assert json.loads(view.stdout)["tasks"] == [
+        {"task_id": task_id, "status": "done", "prompt": "Record me when finished"}
+    ]
+
+
+def test_django_project_example_records_finished_tasks(
+    served: dict[str, str], tmp_path: Path
+) -> None:
+    db = tmp_path / "db.sqlite3"
+    env = {**os.environ, **served, "EXAMPLE_DB": str(db)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    manage = [sys.executable, str(EXAMPLES / "django_project" / "manage.py")]
+    migrate = subprocess.run(
+        [*manage, "migrate", "--no-input"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    _run_listener_until_finished(
+        [*manage, "agentstream_listen"],
+        env,
+        served,
+        lambda task: _count(db, "tracker_finishedtask", task),
+    )
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        saved = conn.execute(
+            "SELECT cursor FROM agentstream_listener_cursor WHERE name = 'tracker'"
+        ).fetchone()
+    assert saved is not None
+    assert saved[0].startswith("evt_")

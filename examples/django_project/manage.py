@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""The example project's manage.py.
+
+python manage.py migrate
+python manage.py agentstream_listen      # the consumer, its own process
+python manage.py runserver               # the web app: GET /tasks/
+"""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)

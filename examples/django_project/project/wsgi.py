@@ -1,0 +1,8 @@
+"""gunicorn project.wsgi (the web app; the listener runs as agentstream_listen)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+application = get_wsgi_application()

@@ -253,3 +253,35 @@ def test_importing_agentstream_imports_no_framework_and_needs_only_the_core() ->
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[] ['blinker', 'pydantic', 'requests', 'sseclient-py']"
+
+
+def test_flask_agentstream_listen_with_a_bad_key_exits_non_zero_with_the_reason(
+    tmp_path: Path, servers: ServerFactory
+) -> None:
+    server = servers.start()
+    app = flask_app.create_app(
+        {
+            "AGENTSTREAM_BASE_URL": server.url,
+            "AGENTSTREAM_API_KEY": "wrong-key",
+            "AGENTSTREAM_CURSOR_STORE": "memory",
+        }
+    )
+    result = app.test_cli_runner().invoke(args=["agentstream", "listen"])
+    assert result.exit_code != 0
+    assert "401" in result.output
+    assert "wrong-key" not in result.output
+
+
+def test_flask_agentstream_tail_prints_a_tasks_events(servers: ServerFactory) -> None:
+    server = servers.start()
+    app = flask_app.create_app(
+        {"AGENTSTREAM_BASE_URL": server.url, "AGENTSTREAM_API_KEY": server.api_key}
+    )
+    task = servers.api(server).create_task("tail me", eventsStreaming=True)
+    result = app.test_cli_runner().invoke(
+        args=["agentstream", "tail", "--task", task["id"], "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert lines[0]["type"] == "task.created"
+    assert lines[-1]["type"] == "task.finished"

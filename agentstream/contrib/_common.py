@@ -11,21 +11,19 @@ import importlib
 import inspect
 import logging
 import sys
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from ..client import Client
 from ..cursors import CursorStore, MemoryCursorStore, SQLiteCursorStore
-from ..dispatch import DispatchResult, Registry
+from ..dispatch import Registry
 from ..errors import ConfigurationError
-from ..listener import Listener
+from ..listener import HandlerContext, Listener
 from ..models import TaskEvent
 from ..stream import StreamOptions
 
 __all__ = [
-    "HandlerContext",
     "cursor_store_from_url",
     "in_process_refusal",
     "listen",
@@ -33,10 +31,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-HandlerContext = Callable[[TaskEvent], AbstractContextManager[Any]]
-"""Called with each event; the context manager it returns is entered around
-that event's handlers (an app context, a database connection's life)."""
 
 REDIS_STORE = "agentstream.cursors.RedisCursorStore"
 STORE_FORMS = "'memory', 'sqlite:///relative/path', 'sqlite:////absolute/path' or 'redis://host'"
@@ -124,46 +118,20 @@ def listen(
     registry: Registry,
     **listen_kwargs: Any,
 ) -> Listener:
-    """``client.listen(...)`` with each event's handlers run inside
-    ``handler_context(event)``.
+    """``client.listen(...)`` with the keyword arguments that are set.
 
-    Keyword arguments the installed ``Client.listen`` does not take (a newer
-    option on an older agentstream) are a :class:`ConfigurationError`, not
-    silently dropped.
+    One the installed ``Client.listen`` does not take (an option of a newer
+    agentstream, such as ``lease_ttl``) is a :class:`ConfigurationError`,
+    not silently dropped.
     """
     accepted = _listen_parameters()
-    unknown = sorted(k for k, v in listen_kwargs.items() if k not in accepted and v is not None)
+    kwargs = {k: v for k, v in listen_kwargs.items() if v is not None}
+    unknown = sorted(k for k in kwargs if k not in accepted)
     if unknown:
         raise ConfigurationError(
             f"this version of agentstream's Client.listen() has no {', '.join(unknown)}"
         )
-    kwargs = {k: v for k, v in listen_kwargs.items() if v is not None}
-    if handler_context is not None:
-        if "handler_context" in accepted:
-            kwargs["handler_context"] = handler_context
-        else:
-            registry = _RegistryInContext(registry, handler_context)
-    return client.listen(options, registry=registry, **kwargs)
-
-
-class _RegistryInContext(Registry):
-    """A registry whose dispatch runs another registry's handlers inside a
-    context (for a ``Client.listen`` that has no ``handler_context`` yet)."""
-
-    def __init__(self, inner: Registry, context: HandlerContext) -> None:
-        super().__init__()
-        self._inner = inner
-        self._context = context
-
-    def __len__(self) -> int:
-        return len(self._inner)
-
-    def handlers_for(self, event: TaskEvent) -> tuple[Any, ...]:
-        return self._inner.handlers_for(event)
-
-    def dispatch(self, event: TaskEvent, **kwargs: Any) -> DispatchResult:
-        with self._context(event):
-            return self._inner.dispatch(event, **kwargs)
+    return client.listen(options, registry=registry, handler_context=handler_context, **kwargs)
 
 
 # -- the in-process start ----------------------------------------------------------
@@ -215,11 +183,9 @@ def _gevent_patched() -> bool:
 
 
 def run_forever(listener: Listener, stop_timeout: Optional[float]) -> None:
-    """``listener.run_forever()``, with ``stop_timeout`` when set and supported."""
+    """``listener.run_forever()``, with ``stop_timeout`` when one is configured."""
     if stop_timeout is not None:
-        if "stop_timeout" not in inspect.signature(listener.run_forever).parameters:
-            raise ConfigurationError("this version of agentstream's Listener has no stop_timeout")
-        listener.run_forever(stop_timeout=stop_timeout)  # type: ignore[call-arg,unused-ignore]
+        listener.run_forever(stop_timeout=stop_timeout)
     else:
         listener.run_forever()
 

@@ -1,28 +1,14 @@
 """The ``AGENTSTREAM`` settings dict, read and checked.
 
-=================== ============================== ==========================================
-key                 default                        what
-=================== ============================== ==========================================
-``BASE_URL``        ``AGENTSTREAM_BASE_URL``, else the server
-                    ``http://127.0.0.1:8787``
-``API_KEY``         ``AGENTSTREAM_API_KEY``        sent as a Bearer token; never logged
-``LISTENER_NAME`` ``"default"``                  the listener's name: its cursor and lease
-``CURSOR_STORE``    ``"django"``                   ``"django"`` (this database), ``"memory"``,
-                                                   ``"sqlite:///path"``, ``"redis://..."``,
-                                                   or a store object
-``DATABASE``        ``"default"``                  the database alias of ``"django"``
-``EVENT_TYPES``     all                            a list of event types to follow
-``HEARTBEAT_SECONDS`` ``15``                       heartbeat asked of the server (1..300)
-``WORKERS``         ``1``                          handler threads
-``QUEUE_SIZE``      ``1000``                       events waiting per worker
-``SAVE_INTERVAL``   the Listener's                 seconds between cursor saves
-``LEASE_TTL``       the Listener's                 seconds a lease lasts without renewal
-``STOP_TIMEOUT``    the Listener's                 seconds a stop waits for a handler
-``TIMEOUT``         ``30``                         seconds for connecting and API calls
-``HANDLERS_MODULE`` ``"agentstream_handlers"``     module imported from every app; None: off
-``REGISTRY``        ``"agentstream.default_registry"`` dotted path of the Registry
-``START_LISTENER``  ``False``                      not supported: a check warns (docs/django.md)
-=================== ============================== ==========================================
+The keys, each documented in ``docs/django.md``: ``BASE_URL``, ``API_KEY``
+(default the ``AGENTSTREAM_BASE_URL`` / ``AGENTSTREAM_API_KEY`` environment
+variables), ``LISTENER_NAME``, ``CURSOR_STORE`` (default ``"django"``: this
+project's database), ``DATABASE``, ``EVENT_TYPES``, ``HEARTBEAT_SECONDS``,
+``WORKERS``, ``QUEUE_SIZE``, ``SAVE_INTERVAL``, ``LEASE_TTL``,
+``STOP_TIMEOUT``, ``TIMEOUT``, ``HANDLERS_MODULE`` (default
+``"agentstream_handlers"``), ``REGISTRY`` (default
+``"agentstream.default_registry"``) and ``START_LISTENER`` (not supported:
+a check warns). Reading them never needs the network or the database.
 """
 
 from __future__ import annotations

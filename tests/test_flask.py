@@ -20,9 +20,11 @@ from flask import Flask, current_app
 from agentstream import MemoryCursorStore, SQLiteCursorStore, signals
 from agentstream.contrib import _common
 from agentstream.contrib.flask import AgentStream
+from agentstream.cursors import RedisCursorStore
 from agentstream.errors import ConfigurationError
 
 from . import flask_app
+from .redis_server import RedisServer
 from .server_fixtures import ServerFactory
 
 
@@ -127,15 +129,23 @@ def test_cursor_stores_from_config_strings(tmp_path: Path) -> None:
         _common.cursor_store_from_url("sqlite://cursors.db")
 
 
-def test_a_redis_store_without_its_class_or_library_is_a_clear_error() -> None:
-    import agentstream.cursors
-
-    if getattr(agentstream.cursors, "RedisCursorStore", None) is not None:
-        pytest.importorskip("redis")  # the stores' own suite covers a real Redis
-    with pytest.raises(ConfigurationError) as caught:
-        _common.cursor_store_from_url("redis://:sekret@127.0.0.1:1/0")
-    assert "RedisCursorStore" in str(caught.value) or "redis-py" in str(caught.value)
-    assert "sekret" not in str(caught.value)
+def test_a_redis_url_is_a_redis_store_that_never_shows_its_password(
+    redis_server: RedisServer,
+) -> None:
+    url = redis_server.url.replace("redis://", "redis://:sekret@", 1)
+    store = _common.cursor_store_from_url(redis_server.url)
+    assert isinstance(store, RedisCursorStore)
+    try:
+        token = store.acquire("flask-config", "me", 5.0)
+        assert token is not None
+        store.release("flask-config", "me", token)
+    finally:
+        store.close()
+    with_password = _common.cursor_store_from_url(url)
+    try:
+        assert "sekret" not in repr(with_password)
+    finally:
+        with_password.close()
 
 
 def test_a_view_uses_the_extensions_client(tmp_path: Path) -> None:

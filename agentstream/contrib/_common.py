@@ -7,7 +7,6 @@ Nothing here imports a framework.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import sys
@@ -16,7 +15,7 @@ from typing import Any, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from ..client import Client
-from ..cursors import CursorStore, MemoryCursorStore, SQLiteCursorStore
+from ..cursors import CursorStore, LeaseStore, MemoryCursorStore, SQLiteCursorStore
 from ..dispatch import Registry
 from ..errors import ConfigurationError
 from ..listener import HandlerContext, Listener
@@ -32,7 +31,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REDIS_STORE = "agentstream.cursors.RedisCursorStore"
 STORE_FORMS = "'memory', 'sqlite:///relative/path', 'sqlite:////absolute/path' or 'redis://host'"
 
 
@@ -42,9 +40,10 @@ def cursor_store_from_url(value: Union[str, CursorStore]) -> CursorStore:
     ``memory`` (this process only), ``sqlite:///relative/path`` or
     ``sqlite:////absolute/path`` (the SQLAlchemy spelling), ``redis://...``,
     ``rediss://...`` or ``unix://...`` (:class:`agentstream.cursors.RedisCursorStore`,
-    extra ``[redis]``). A store object is returned as it is. Anything else
-    raises :class:`~agentstream.errors.ConfigurationError`; a password in
-    the URL never appears in the message.
+    extra ``[redis]``; without redis-py, a ConfigurationError says so). A
+    store object is returned as it is. Anything else raises
+    :class:`~agentstream.errors.ConfigurationError`; a password in the URL
+    never appears in the message.
     """
     if not isinstance(value, str):
         if isinstance(value, CursorStore):
@@ -73,20 +72,9 @@ def cursor_store_from_url(value: Union[str, CursorStore]) -> CursorStore:
 
 
 def _redis_store(url: str) -> CursorStore:
-    module_name, _, class_name = REDIS_STORE.rpartition(".")
-    store_class = getattr(importlib.import_module(module_name), class_name, None)
-    if store_class is None:
-        raise ConfigurationError(
-            f"a redis:// cursor store needs {REDIS_STORE}, which this version of "
-            f"agentstream does not have; use 'sqlite:///path' or 'memory'"
-        )
-    try:
-        store: CursorStore = store_class(url)
-    except ImportError as exc:
-        raise ConfigurationError(
-            "a redis:// cursor store needs redis-py: pip install 'agentstream[redis]'"
-        ) from exc
-    return store
+    from ..cursors import RedisCursorStore  # imports redis-py only when constructed
+
+    return RedisCursorStore(url)
 
 
 def redact_url(url: str) -> str:
@@ -157,13 +145,12 @@ def in_process_refusal(store: CursorStore, command: str) -> Optional[str]:
             "the process is monkey-patched by gevent (gunicorn -k gevent), where an "
             f"in-process listener is not supported; {advice}"
         )
-    lease_store = getattr(importlib.import_module("agentstream.cursors"), "LeaseStore", None)
-    if lease_store is None or "lease_ttl" not in _listen_parameters():
+    if "lease_ttl" not in _listen_parameters():
         return (
             "this version of agentstream's Listener takes no lease, so every web worker "
             f"would handle every event; {advice}"
         )
-    if isinstance(store, MemoryCursorStore) or not isinstance(store, lease_store):
+    if isinstance(store, MemoryCursorStore) or not isinstance(store, LeaseStore):
         return (
             f"the cursor store ({type(store).__name__}) is not shared by the web server's "
             "processes with a lease, so every worker would handle every event: configure "

@@ -16,7 +16,6 @@ under the lease TTL.
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from collections.abc import Iterator
@@ -26,36 +25,9 @@ from typing import Any, Optional
 from django.db import connections, transaction
 from django.db.models import F
 
-from ...errors import AgentStreamError
+from ...errors import LeaseLostError, StoreResetError
 
 __all__ = ["DjangoCursorStore"]
-
-_errors = importlib.import_module("agentstream.errors")
-
-
-class _LeaseLostError(AgentStreamError):
-    # Until agentstream.errors.LeaseLostError exists (same signature).
-    def __init__(self, name: str, token: int, current_token: Optional[int]) -> None:
-        newest = "none" if current_token is None else str(current_token)
-        super().__init__(
-            f"lease on {name!r} lost: save with fencing token {token} refused, "
-            f"the newest token granted is {newest}"
-        )
-        self.name, self.token, self.current_token = name, token, current_token
-
-
-class _StoreResetError(AgentStreamError):
-    # Until agentstream.errors.StoreResetError exists (same signature).
-    def __init__(self, name: str, token: int, highest_seen: int) -> None:
-        super().__init__(
-            f"the cursor store lost its data for {name!r}: it granted fencing token {token} "
-            f"after having granted {highest_seen}"
-        )
-        self.name, self.token, self.highest_seen = name, token, highest_seen
-
-
-LeaseLostError: Any = getattr(_errors, "LeaseLostError", _LeaseLostError)
-StoreResetError: Any = getattr(_errors, "StoreResetError", _StoreResetError)
 
 
 class DjangoCursorStore:

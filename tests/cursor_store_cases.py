@@ -91,6 +91,26 @@ class CaseKind:
     make: Callable[[pytest.FixtureRequest], StoreCase]
     persistent: bool = True
     processes: bool = True
+    marks: tuple[Any, ...] = ()
+
+    def param(self, kind: str) -> Any:
+        """``kind`` as a fixture parameter, with this store's marks."""
+        return pytest.param(kind, marks=self.marks)
+
+
+def django_case(request: pytest.FixtureRequest) -> StoreCase:
+    # DjangoCursorStore in the test project's database (tests/django_project),
+    # with real transactions (the django_db mark): each thread and each child
+    # has its own connection.
+    from django.db import connection
+
+    from agentstream.contrib.django.store import DjangoCursorStore
+
+    return StoreCase(
+        "django",
+        open=DjangoCursorStore,
+        child_spec={"kind": "django", "db": str(connection.settings_dict["NAME"])},
+    )
 
 
 CASES: dict[str, CaseKind] = {
@@ -99,3 +119,11 @@ CASES: dict[str, CaseKind] = {
     "sqlite": CaseKind(sqlite_case),
     "redis": CaseKind(redis_case),
 }
+
+try:
+    from .django_project import setup as setup_django
+except ImportError:  # Django is not installed: run the other stores
+    pass
+else:
+    setup_django()
+    CASES["django"] = CaseKind(django_case, marks=(pytest.mark.django_db(transaction=True),))

@@ -2,8 +2,9 @@
 
     python tests/store_child.py '<json spec>'
 
-The spec is ``{"kind": "sqlite"|"file", "path": ...}`` or
-``{"kind": "redis", "url": ..., "prefix": ...}``. The child opens the store,
+The spec is ``{"kind": "sqlite"|"file", "path": ...}``,
+``{"kind": "redis", "url": ..., "prefix": ...}`` or ``{"kind": "django",
+"db": ...}`` (the test project on that database). The child opens the store,
 prints ``ready`` (or ``error: <message>`` and exits 3), then answers one JSON
 line per command read on stdin: ``["acquire", name, holder, ttl]`` -> token
 or null; ``["save_fenced", name, cursor, token]`` -> "ok" or "lost";
@@ -13,7 +14,9 @@ or null; ``["save_fenced", name, cursor, token]`` -> "ok" or "lost";
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from agentstream.cursors import FileCursorStore, RedisCursorStore, SQLiteCursorStore
@@ -27,6 +30,15 @@ def open_store(spec: dict[str, Any]) -> Any:
         return FileCursorStore(spec["path"])
     if spec["kind"] == "redis":
         return RedisCursorStore(spec["url"], prefix=spec["prefix"])
+    if spec["kind"] == "django":  # the test project, on the parent's test database
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        os.environ["DJANGO_PROJECT_DB"] = spec["db"]
+        from tests.django_project import setup
+
+        setup()
+        from agentstream.contrib.django.store import DjangoCursorStore
+
+        return DjangoCursorStore()
     raise ValueError(spec["kind"])
 
 

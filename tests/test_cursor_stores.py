@@ -37,19 +37,19 @@ def _case(request: pytest.FixtureRequest) -> Iterator[StoreCase]:
         store_case.close_all()
 
 
-@pytest.fixture(params=list(CASES))
+@pytest.fixture(params=[what.param(kind) for kind, what in CASES.items()])
 def case(request: pytest.FixtureRequest) -> Iterator[StoreCase]:
     """Each store."""
     yield from _case(request)
 
 
-@pytest.fixture(params=[kind for kind, what in CASES.items() if what.persistent])
+@pytest.fixture(params=[what.param(kind) for kind, what in CASES.items() if what.persistent])
 def persistent_case(request: pytest.FixtureRequest) -> Iterator[StoreCase]:
     """Each store whose data outlives the store object."""
     yield from _case(request)
 
 
-@pytest.fixture(params=[kind for kind, what in CASES.items() if what.processes])
+@pytest.fixture(params=[what.param(kind) for kind, what in CASES.items() if what.processes])
 def process_case(request: pytest.FixtureRequest) -> Iterator[StoreCase]:
     """Each store that several processes share."""
     yield from _case(request)

@@ -113,9 +113,10 @@ def test_flask_agentstream_listen_handles_a_task_and_exits_zero_on_sigterm(
 
 
 def served_pid(url: str) -> Optional[int]:
+    """The pid of the process that answered, or None (not serving yet, or too slow)."""
     try:
-        response = requests.get(url, timeout=5)
-    except requests.ConnectionError:
+        response = requests.get(url, timeout=10)
+    except requests.RequestException:
         return None
     return int(response.json()["pid"]) if response.status_code == 200 else None
 
@@ -145,6 +146,7 @@ def test_the_debug_reloaders_parent_never_starts_a_listener(tmp_path: Path) -> N
         url = found[1] + "/"
         assert wait_until(lambda: served_pid(url) is not None, timeout=20)
         worker = served_pid(url)
+        assert worker is not None
         assert worker != child.pid  # the reloader's child serves
         start_lines: list[re.Match[str]] = []
         while not start_lines:
@@ -194,7 +196,7 @@ def test_under_gunicorn_the_in_process_start_says_what_to_run_instead(
             line = read_line(child.stderr)
             if "no listener was started" in line:
                 refusals.append(line)
-        assert served_pid(url) is not None  # the app keeps serving
+        assert wait_until(lambda: served_pid(url) is not None, timeout=20)  # still serving
         child.send_signal(signal.SIGTERM)
         assert child.wait(20) == 0
     assert "flask agentstream listen" in refusals[0]

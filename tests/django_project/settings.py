@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent
 
 SECRET_KEY = "tests-only-not-secret"
@@ -28,6 +30,9 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DJANGO_PROJECT_DB", str(BASE_DIR / "db.sqlite3")),
+        # A test database need not survive a power cut: without fsyncs a lease
+        # operation takes about 1 ms instead of 28 (Django 5.1+ has init_command).
+        "OPTIONS": {"init_command": "PRAGMA synchronous=OFF"} if django.VERSION >= (5, 1) else {},
         "TEST": {
             "NAME": str(Path(tempfile.gettempdir()) / f"agentstream-django-test-{os.getpid()}.db")
         },

@@ -46,6 +46,10 @@ class DjangoCursorStore:
         self.using = using
         self._lock = threading.Lock()
         self._highest: dict[str, int] = {}  # name -> highest token this object returned
+        # One lease transaction at a time from this object's threads: they queue
+        # here instead of in SQLite's busy handler, which sleeps (4.2 s against
+        # 0.05 s for tests/test_cursor_stores.py's 4-thread contention test).
+        self._transactions = threading.Lock()
 
     def __repr__(self) -> str:
         return f"DjangoCursorStore(using={self.using!r})"
@@ -145,15 +149,22 @@ class DjangoCursorStore:
 
     @contextmanager
     def _locked(self, name: str) -> Iterator[Any]:
-        """The row of ``name``, locked until the transaction ends."""
-        self._ensure(name)
-        with transaction.atomic(using=self.using):
-            rows = self._rows().filter(name=name)
-            if connections[self.using].features.has_select_for_update:
-                yield rows.select_for_update().get()
-            else:
-                rows.update(token=F("token"))  # takes SQLite's write lock first
-                yield rows.get()
+        """The row of ``name`` (created if missing), locked until the transaction ends."""
+        locking = connections[self.using].features.has_select_for_update
+        with self._transactions:
+            for _ in range(2):
+                with transaction.atomic(using=self.using):
+                    rows = self._rows().filter(name=name)
+                    if locking:
+                        row = rows.select_for_update().first()
+                    else:
+                        rows.update(token=F("token"))  # takes SQLite's write lock first
+                        row = rows.first()
+                    if row is not None:
+                        yield row
+                        return
+                self._ensure(name)  # a first use of the name: create its row, then lock it
+        raise RuntimeError(f"the row of {name!r} vanished twice")  # pragma: no cover
 
     @contextmanager
     def _connection(self) -> Iterator[None]:

@@ -23,7 +23,7 @@ from django.core.management import call_command  # noqa: E402
 from django.core.management.base import CommandError  # noqa: E402
 from pytest_django import Settings as SettingsWrapper  # noqa: E402
 
-from agentstream import signals  # noqa: E402
+from agentstream import ListenerState, signals  # noqa: E402
 from agentstream.contrib.django import checks, conf  # noqa: E402
 from agentstream.contrib.django.models import ListenerCursor  # noqa: E402
 from agentstream.contrib.django.runner import build_listener  # noqa: E402
@@ -32,7 +32,7 @@ from agentstream.server import ReferenceServer  # noqa: E402
 
 from .django_project.shipments.agentstream_handlers import record  # noqa: E402
 from .django_project.shipments.models import HandledEvent  # noqa: E402
-from .server_fixtures import ServerFactory  # noqa: E402
+from .server_fixtures import ServerFactory, wait_until  # noqa: E402
 
 
 @pytest.fixture
@@ -151,3 +151,34 @@ def test_tail_prints_a_tasks_events(server: ReferenceServer, servers: ServerFact
     lines = out.getvalue().splitlines()
     assert '"type":"task.created"' in lines[0]
     assert '"type":"task.finished"' in lines[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_listeners_on_one_name_share_the_database_lease_one_consumes(
+    server: ReferenceServer, servers: ServerFactory
+) -> None:
+    (first_client, first), (second_client, second) = build_listener(), build_listener()
+    with first_client, second_client:
+        first.start()
+        second.start()
+        try:
+            assert server.app.wait_open_streams(1, timeout=10)
+            assert wait_until(
+                lambda: (
+                    {first.state, second.state} == {ListenerState.CONNECTED, ListenerState.STANDBY}
+                ),
+                timeout=10,
+            )
+            active = first if first.state == ListenerState.CONNECTED else second
+            api = servers.api(server)
+            task = api.create_task("one consumer", eventsStreaming=True)
+            with api.stream(taskId=task["id"]) as reader:
+                frames = reader.rest()
+            assert active.wait_handled(frames[-1].sequence, timeout=10)
+            assert server.app.open_streams == 1
+        finally:
+            first.stop(10)
+            second.stop(10)
+    handled = first.health().events_handled + second.health().events_handled
+    assert handled == len(frames)  # each event once, by the holder only
+    assert HandledEvent.objects.filter(task_id=task["id"]).count() == len(frames)

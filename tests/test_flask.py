@@ -197,7 +197,7 @@ def test_handlers_run_in_a_fresh_app_context_per_event(
         current_app.name  # noqa: B018 - no context leaked into this thread
 
 
-def test_in_process_start_is_refused_without_a_lease_and_says_what_to_run(
+def test_in_process_start_is_refused_with_a_store_the_workers_do_not_share(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = flask_app.create_app(
@@ -213,9 +213,46 @@ def test_in_process_start_is_refused_without_a_lease_and_says_what_to_run(
         assert client.get("/").status_code == 200
     refusals = [r.getMessage() for r in caplog.records]
     assert len(refusals) == 1, refusals  # once per process, not per request
+    assert "MemoryCursorStore" in refusals[0]
     assert "flask agentstream listen" in refusals[0]
     with app.app_context():
         assert flask_app.agentstream.listener is None
+
+
+def test_in_process_start_at_the_first_request_with_a_shared_lease_store(
+    tmp_path: Path, servers: ServerFactory
+) -> None:
+    server = servers.start()
+    log = tmp_path / "events.jsonl"
+    app = flask_app.create_app(
+        {
+            "AGENTSTREAM_BASE_URL": server.url,
+            "AGENTSTREAM_API_KEY": server.api_key,
+            "AGENTSTREAM_START_LISTENER": True,
+            "AGENTSTREAM_CURSOR_STORE": f"sqlite:///{tmp_path}/cursors.sqlite3",
+            "EVENTS_LOG": str(log),
+        }
+    )
+    with app.app_context():
+        assert flask_app.agentstream.listener is None  # init_app started nothing
+    client = app.test_client()
+    assert client.get("/").status_code == 200
+    with app.app_context():
+        listener = flask_app.agentstream.listener
+    assert listener is not None
+    try:
+        assert client.get("/").status_code == 200
+        with app.app_context():
+            assert flask_app.agentstream.listener is listener  # one per process
+        assert server.app.wait_open_streams(1, timeout=10)
+        api = servers.api(server)
+        task = api.create_task("in process", eventsStreaming=True)
+        with api.stream(taskId=task["id"]) as reader:
+            frames = reader.rest()
+        assert listener.wait_handled(frames[-1].sequence, timeout=10)
+    finally:
+        listener.stop(10)
+    assert [line["handled"] for line in lines(log) if "handled" in line] == [f.id for f in frames]
 
 
 def test_in_process_start_never_happens_under_app_testing(

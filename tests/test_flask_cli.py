@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-import pytest
 import requests
 
 from agentstream import SQLiteCursorStore
@@ -160,16 +159,7 @@ def test_the_debug_reloaders_parent_never_starts_a_listener(tmp_path: Path) -> N
     assert [int(m[3]) for m in start_lines] == [worker]  # once, in the child only
 
 
-@pytest.mark.parametrize("worker_class", ["gthread", "gevent"])
-def test_under_gunicorn_the_in_process_start_says_what_to_run_instead(
-    tmp_path: Path, worker_class: str
-) -> None:
-    env = environment(
-        AGENTSTREAM_API_KEY="k",
-        AGENTSTREAM_START_LISTENER="true",
-        AGENTSTREAM_CURSOR_STORE=f"sqlite:///{tmp_path}/cursors.sqlite3",
-        APP_LOG_TO_STDERR="1",
-    )
+def gunicorn(worker_class: str, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     args = [
         str(BIN / "gunicorn"),
         "-k",
@@ -183,13 +173,97 @@ def test_under_gunicorn_the_in_process_start_says_what_to_run_instead(
         "127.0.0.1:0",
         f"{APP}()",
     ]
-    with process(args, env) as child:
+    return args, env
+
+
+def listening_url(child: subprocess.Popen[str]) -> str:
+    assert child.stderr is not None
+    while True:
+        found = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", read_line(child.stderr))
+        if found:
+            return found[1] + "/"
+
+
+def handled_by(log: Path) -> list[tuple[str, int]]:
+    if not log.exists():
+        return []
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    return [(line["handled"], line["pid"]) for line in lines if "handled" in line]
+
+
+def test_under_gunicorn_gthread_one_workers_listener_handles_each_event_and_another_takes_over(
+    tmp_path: Path, servers: ServerFactory
+) -> None:
+    server = servers.start()
+    log = tmp_path / "events.jsonl"
+    store_path = tmp_path / "cursors.sqlite3"
+    env = environment(
+        AGENTSTREAM_BASE_URL=server.url,
+        AGENTSTREAM_API_KEY=server.api_key,
+        AGENTSTREAM_START_LISTENER="true",
+        AGENTSTREAM_CURSOR_STORE=f"sqlite:///{store_path}",
+        AGENTSTREAM_HEARTBEAT_SECONDS="1",
+        AGENTSTREAM_LEASE_TTL="2",
+        EVENTS_LOG=str(log),
+    )
+    store = SQLiteCursorStore(store_path)
+    api = servers.api(server)
+    with process(*gunicorn("gthread", env)) as child:
+        url = listening_url(child)
+        # Each worker decides about the in-process start at its first request:
+        # make both serve one, so that both start a listener.
+        workers: set[int] = set()
+
+        def both_served() -> bool:
+            pid = served_pid(url)
+            if pid is not None:
+                workers.add(pid)
+            return len(workers) == 2
+
+        assert wait_until(both_served, timeout=30)
+        assert server.app.wait_open_streams(1, timeout=20)  # the lease holder connected
+        first = api.create_task("first", eventsStreaming=True)
+        with api.stream(taskId=first["id"]) as reader:
+            first_frames = reader.rest()
+        assert wait_until(lambda: len(handled_by(log)) >= len(first_frames), timeout=20)
+        assert wait_until(lambda: store.load("default") == first_frames[-1].id, timeout=10)
+        handled = handled_by(log)
+        assert [event for event, _ in handled] == [f.id for f in first_frames]  # each once
+        holders = {pid for _, pid in handled}
+        assert len(holders) == 1
+        assert holders <= workers
+        assert server.app.open_streams == 1  # the other worker stands by, unconnected
+        (holder,) = holders
+        os.kill(holder, signal.SIGKILL)  # the consuming worker dies
+        assert server.app.wait_open_streams(0, timeout=20)
+        # The other worker's listener takes the lease over once it expires.
+        assert server.app.wait_open_streams(1, timeout=20)
+        second = api.create_task("second", eventsStreaming=True)
+        with api.stream(taskId=second["id"]) as reader:
+            second_frames = reader.rest()
+        expected = len(first_frames) + len(second_frames)
+        assert wait_until(lambda: len(handled_by(log)) >= expected, timeout=20)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(30) == 0
+    handled = handled_by(log)
+    assert [event for event, _ in handled] == [f.id for f in first_frames + second_frames]
+    assert {pid for _, pid in handled[len(first_frames) :]} == workers - {holder}
+    assert store.load("default") == second_frames[-1].id  # saved on the clean stop
+    store.close()
+
+
+def test_under_gunicorn_gevent_the_in_process_start_says_what_to_run_instead(
+    tmp_path: Path,
+) -> None:
+    env = environment(
+        AGENTSTREAM_API_KEY="k",
+        AGENTSTREAM_START_LISTENER="true",
+        AGENTSTREAM_CURSOR_STORE=f"sqlite:///{tmp_path}/cursors.sqlite3",
+        APP_LOG_TO_STDERR="1",
+    )
+    with process(*gunicorn("gevent", env)) as child:
         assert child.stderr is not None
-        while True:
-            found = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", read_line(child.stderr))
-            if found:
-                break
-        url = found[1] + "/"
+        url = listening_url(child)
         assert wait_until(lambda: served_pid(url) is not None, timeout=20)
         refusals: list[str] = []
         while not refusals:
@@ -199,6 +273,5 @@ def test_under_gunicorn_the_in_process_start_says_what_to_run_instead(
         assert wait_until(lambda: served_pid(url) is not None, timeout=20)  # still serving
         child.send_signal(signal.SIGTERM)
         assert child.wait(20) == 0
+    assert "monkey-patched by gevent" in refusals[0]
     assert "flask agentstream listen" in refusals[0]
-    if worker_class == "gevent":
-        assert "monkey-patched by gevent" in refusals[0]

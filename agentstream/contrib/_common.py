@@ -134,8 +134,10 @@ def in_process_refusal(store: CursorStore, command: str) -> Optional[str]:
 
     A web server may run the app in several processes (gunicorn workers, a
     reloader's parent and child): starting is safe only when the Listener
-    takes a lease on its name in a store that all of them share, so that
-    exactly one of them consumes. Green threads (gevent monkey-patching) are
+    takes a lease on its name in a store that all of them share (a
+    :class:`~agentstream.cursors.LeaseStore` other than the one-process
+    memory store), so that exactly one of them consumes and the others stand
+    by. Green threads (gevent monkey-patching) are
     refused: the Listener's blocking reads and thread handoffs are not
     tested under them.
     """
@@ -144,11 +146,6 @@ def in_process_refusal(store: CursorStore, command: str) -> Optional[str]:
         return (
             "the process is monkey-patched by gevent (gunicorn -k gevent), where an "
             f"in-process listener is not supported; {advice}"
-        )
-    if "lease_ttl" not in _listen_parameters():
-        return (
-            "this version of agentstream's Listener takes no lease, so every web worker "
-            f"would handle every event; {advice}"
         )
     if isinstance(store, MemoryCursorStore) or not isinstance(store, LeaseStore):
         return (

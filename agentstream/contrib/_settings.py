@@ -35,6 +35,7 @@ KEYS = (
     "QUEUE_SIZE",
     "SAVE_INTERVAL",
     "LEASE_TTL",
+    "ON_MISSING_CURSOR",
     "STOP_TIMEOUT",
     "TIMEOUT",
     "START_LISTENER",
@@ -62,6 +63,7 @@ class ListenerSettings:
     queue_size: int
     save_interval: Optional[float]
     lease_ttl: Optional[float]
+    on_missing_cursor: Optional[str]
     stop_timeout: Optional[float]
     timeout: float
     start_listener: bool
@@ -121,6 +123,9 @@ class ListenerSettings:
             queue_size=positive(value("QUEUE_SIZE", int, 1000), label("QUEUE_SIZE")),
             save_interval=value("SAVE_INTERVAL", float, None),
             lease_ttl=value("LEASE_TTL", float, None),
+            on_missing_cursor=choice(
+                value("ON_MISSING_CURSOR", str, None), ("live", "error"), label("ON_MISSING_CURSOR")
+            ),
             stop_timeout=value("STOP_TIMEOUT", float, None),
             timeout=value("TIMEOUT", float, 30.0),
             start_listener=truthy(get("START_LISTENER"), label("START_LISTENER")),
@@ -164,6 +169,7 @@ class ListenerSettings:
             "queue_size": self.queue_size,
             "save_interval": self.save_interval,
             "lease_ttl": self.lease_ttl,
+            "on_missing_cursor": self.on_missing_cursor,
         }
 
 
@@ -180,6 +186,12 @@ def check_base_url(url: str, key: str) -> None:
         raise ConfigurationError(
             f"{key} must not carry credentials (user:password@); set the API key instead"
         )
+
+
+def choice(value: Optional[str], allowed: tuple[str, ...], key: str) -> Optional[str]:
+    if value is not None and value not in allowed:
+        raise ConfigurationError(f"{key} must be one of {', '.join(map(repr, allowed))}")
+    return value
 
 
 def positive(number: int, key: str) -> int:

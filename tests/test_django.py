@@ -10,6 +10,7 @@ test_django_commands.py.
 from __future__ import annotations
 
 import io
+import json
 import threading
 from typing import Any
 
@@ -23,7 +24,7 @@ from django.core.management import call_command  # noqa: E402
 from django.core.management.base import CommandError  # noqa: E402
 from pytest_django import Settings as SettingsWrapper  # noqa: E402
 
-from agentstream import ListenerState, signals  # noqa: E402
+from agentstream import ListenerState, parse_event, signals  # noqa: E402
 from agentstream.contrib.django import checks, conf  # noqa: E402
 from agentstream.contrib.django.models import ListenerCursor  # noqa: E402
 from agentstream.contrib.django.runner import build_listener  # noqa: E402
@@ -104,8 +105,18 @@ def test_manage_check_runs_without_a_key_and_starts_nothing() -> None:
 
 
 def test_ready_discovered_the_apps_handlers_module() -> None:
-    registry = conf.registry()
-    assert record in [r.handler for r in registry._registrations]
+    event = parse_event(
+        json.dumps(
+            {
+                "id": "evt_1",
+                "type": "task.shipped",
+                "sequence": 1,
+                "occurredAt": "2026-11-20T10:00:00.123Z",
+                "data": {},
+            }
+        )
+    )
+    assert conf.registry().handlers_for(event) == (record,)
     assert not [t for t in threading.enumerate() if t.name.startswith("agentstream-")]
 
 

@@ -167,11 +167,17 @@ def _gevent_patched() -> bool:
 
 
 def run_forever(listener: Listener, stop_timeout: Optional[float]) -> None:
-    """``listener.run_forever()``, with ``stop_timeout`` when one is configured."""
-    if stop_timeout is not None:
-        listener.run_forever(stop_timeout=stop_timeout)
-    else:
-        listener.run_forever()
+    """``listener.run_forever()``, with ``stop_timeout`` when one is configured;
+    then the store the integration opened for it is closed."""
+    try:
+        if stop_timeout is not None:
+            listener.run_forever(stop_timeout=stop_timeout)
+        else:
+            listener.run_forever()
+    finally:
+        close = getattr(listener.cursor_store, "close", None)
+        if callable(close):
+            close()
 
 
 def log_to_stderr(verbose: bool) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agentstream import Client, StreamOptions
+from agentstream import Client, SQLiteCursorStore, StreamOptions
 
 from .child_output import read_line
 from .server_fixtures import wait_until
@@ -164,10 +164,10 @@ def test_the_testing_example_passes_under_pytest() -> None:
 
 def _run_listener_until_finished(
     args: list[str], env: dict[str, str], served: dict[str, str], count_finished: Any
-) -> str:
+) -> tuple[str, str]:
     """Start a framework's listen command, create a task once it is connected,
     wait until ``count_finished()`` sees it, stop it with SIGTERM (exit 0).
-    Returns the task id."""
+    Returns the task id and the id of its last event."""
     child = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -177,8 +177,7 @@ def _run_listener_until_finished(
         assert "connected" in read_line(child.stdout)
         client = Client(served["AGENTSTREAM_BASE_URL"], served["AGENTSTREAM_API_KEY"])
         task = client.create_task("Record me when finished", events_streaming=True)
-        for _ in task.events():  # until its task.finished has been sent
-            pass
+        events = list(task.events())  # until its task.finished has been sent
         assert wait_until(lambda: count_finished(task.id) == 1, timeout=20)
         child.send_signal(signal.SIGTERM)
         assert child.wait(20) == 0, child.stderr.read() if child.stderr else ""
@@ -189,7 +188,7 @@ def _run_listener_until_finished(
         child.stdout.close()
         if child.stderr is not None:
             child.stderr.close()
-    return task.id
+    return task.id, events[-1].id
 
 
 def _count(db: Path, table: str, task_id: str) -> int:
@@ -219,7 +218,7 @@ def test_flask_app_example_records_finished_tasks(served: dict[str, str], tmp_pa
         str(EXAMPLES / "flask_app" / "app.py"),
     ]
     assert subprocess.run([*flask, "init-db"], env=env, timeout=60, check=False).returncode == 0
-    task_id = _run_listener_until_finished(
+    task_id, last_event_id = _run_listener_until_finished(
         [*flask, "agentstream", "listen"],
         env,
         served,
@@ -228,6 +227,11 @@ def test_flask_app_example_records_finished_tasks(served: dict[str, str], tmp_pa
     with contextlib.closing(sqlite3.connect(db)) as conn:
         rows = conn.execute("SELECT task_id, status, prompt FROM finished_task").fetchall()
     assert rows == [(task_id, "done", "Record me when finished")]
+    # The handler used the app context (its config and a g connection torn down
+    # after each event); the cursor was saved at SIGTERM.
+    store = SQLiteCursorStore(tmp_path / "cursors.sqlite3")
+    assert store.load("finished-tasks") == last_event_id
+    store.close()
 
 
 def test_django_project_example_records_finished_tasks(

@@ -268,23 +268,6 @@ def test_in_process_start_never_happens_under_app_testing(
         assert flask_app.agentstream.listener is None
 
 
-def test_the_in_process_start_refuses_under_gevent_monkey_patching() -> None:
-    code = (
-        "from gevent import monkey; monkey.patch_all()\n"
-        "from agentstream import SQLiteCursorStore\n"
-        "from agentstream.contrib._common import in_process_refusal\n"
-        "import tempfile, os\n"
-        "store = SQLiteCursorStore(os.path.join(tempfile.mkdtemp(), 'c.db'))\n"
-        "print(in_process_refusal(store, 'flask agentstream listen'))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert "monkey-patched by gevent" in result.stdout
-    assert "flask agentstream listen" in result.stdout
-
-
 def test_importing_agentstream_imports_no_framework_and_needs_only_the_core() -> None:
     code = (
         "import sys, agentstream, agentstream.contrib\n"

@@ -1,6 +1,7 @@
-"""The Flask integration as real processes: ``flask agentstream listen``
-against a reference server, the debug reloader, and gunicorn's gthread and
-gevent workers with the opt-in in-process start."""
+"""The Flask integration's in-process start in real processes: the debug
+reloader, and gunicorn's gthread and gevent workers. (``flask agentstream
+listen`` as a process is exercised by the Flask example's test in
+test_examples.py.)"""
 
 from __future__ import annotations
 
@@ -68,47 +69,6 @@ def handled_ids(log: Path) -> list[str]:
     return [
         json.loads(line)["handled"] for line in log.read_text().splitlines() if "handled" in line
     ]
-
-
-def test_flask_agentstream_listen_handles_a_task_and_exits_zero_on_sigterm(
-    tmp_path: Path, servers: ServerFactory
-) -> None:
-    server = servers.start()
-    log = tmp_path / "events.jsonl"
-    store = tmp_path / "cursors.sqlite3"
-    env = environment(
-        EVENTS_LOG=str(log),
-        AGENTSTREAM_BASE_URL=server.url,
-        AGENTSTREAM_API_KEY=server.api_key,
-        AGENTSTREAM_CURSOR_STORE=f"sqlite:///{store}",
-    )
-    args = [
-        str(BIN / "flask"),
-        "--app",
-        APP,
-        "agentstream",
-        "listen",
-        "--name",
-        "cli",
-        "--heartbeat",
-        "1",
-    ]
-    with process(args, env) as child:
-        assert child.stdout is not None
-        assert "listening as 'cli'" in read_line(child.stdout)
-        assert "connected, resuming after (live end)" in read_line(child.stdout)
-        api = servers.api(server)
-        task = api.create_task("ship it", eventsStreaming=True)
-        with api.stream(taskId=task["id"]) as reader:
-            frames = reader.rest()
-        assert wait_until(lambda: len(handled_ids(log)) >= len(frames), timeout=20)
-        child.send_signal(signal.SIGTERM)
-        assert child.wait(20) == 0
-        assert f"stopped, cursor {frames[-1].id}" in child.stdout.read()
-    assert handled_ids(log) == [f.id for f in frames]
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert all(line["app"] == "tests.flask_app" for line in lines if "handled" in line)
-    assert SQLiteCursorStore(store).load("cli") == frames[-1].id
 
 
 def served_pid(url: str) -> Optional[int]:

@@ -7,7 +7,6 @@ Nothing here imports a framework.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
 from pathlib import Path
@@ -94,10 +93,6 @@ def redact_url(url: str) -> str:
 # -- the Listener ---------------------------------------------------------------
 
 
-def _listen_parameters() -> frozenset[str]:
-    return frozenset(inspect.signature(Client.listen).parameters)
-
-
 def listen(
     client: Client,
     options: StreamOptions,
@@ -106,19 +101,9 @@ def listen(
     registry: Registry,
     **listen_kwargs: Any,
 ) -> Listener:
-    """``client.listen(...)`` with the keyword arguments that are set.
-
-    One the installed ``Client.listen`` does not take (an option of a newer
-    agentstream, such as ``lease_ttl``) is a :class:`ConfigurationError`,
-    not silently dropped.
-    """
-    accepted = _listen_parameters()
+    """``client.listen(...)`` with the keyword arguments that are set (None
+    leaves the Listener's default, as an unset configuration key does)."""
     kwargs = {k: v for k, v in listen_kwargs.items() if v is not None}
-    unknown = sorted(k for k in kwargs if k not in accepted)
-    if unknown:
-        raise ConfigurationError(
-            f"this version of agentstream's Client.listen() has no {', '.join(unknown)}"
-        )
     return client.listen(options, registry=registry, handler_context=handler_context, **kwargs)
 
 

@@ -185,11 +185,14 @@ class AgentStream:
         workers: Optional[int] = None,
         heartbeat_seconds: Optional[int] = None,
         event_types: Optional[list[str]] = None,
+        cursor_store: Optional[CursorStore] = None,
     ) -> Listener:
         """A listener (not started) for ``app``'s configuration, whose handlers
         run inside ``app``'s application context, one context per event
         (``current_app``, ``g`` and extensions work; teardown functions, as
-        Flask-SQLAlchemy's session cleanup, run after each event)."""
+        Flask-SQLAlchemy's session cleanup, run after each event). The
+        arguments override the configuration; ``cursor_store`` defaults to a
+        new :meth:`cursor_store`."""
         app = app or current_app._get_current_object()  # type: ignore[attr-defined]
         state = self._state(app)
         settings = state.settings
@@ -213,7 +216,7 @@ class AgentStream:
             options,
             handler_context=app_context,
             registry=self.registry,
-            cursor_store=self.cursor_store(app),
+            cursor_store=cursor_store if cursor_store is not None else self.cursor_store(app),
             **kwargs,
         )
 
@@ -243,8 +246,11 @@ class AgentStream:
                     os.getpid(),
                     reason,
                 )
+                close = getattr(store, "close", None)
+                if callable(close):
+                    close()
                 return
-            listener = self.create_listener(app)
+            listener = self.create_listener(app, cursor_store=store)
         except AgentStreamError as exc:
             logger.error("AGENTSTREAM_START_LISTENER: no listener started: %s", exc)
             return

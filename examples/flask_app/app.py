@@ -57,7 +57,7 @@ def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     app.config["AGENTSTREAM_EVENT_TYPES"] = ["task.finished"]
     app.config.from_prefixed_env()  # FLASK_DATABASE=..., FLASK_AGENTSTREAM_CURSOR_STORE=...
     app.config.update(config or {})
-    os.makedirs(app.instance_path, exist_ok=True)
+    os.makedirs(os.path.dirname(app.config["DATABASE"]), exist_ok=True)
     agentstream.init_app(app)
 
     @app.teardown_appcontext

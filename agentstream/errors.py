@@ -40,6 +40,7 @@ __all__ = [
     "ServerError",
     "StoreResetError",
     "StreamError",
+    "WebhookVerificationError",
     "error_for_response",
     "parse_retry_after",
     "redact",
@@ -422,3 +423,27 @@ class CursorMissingError(AgentStreamError):
             "was given; refusing to start at the live end (on_missing_cursor='error')"
         )
         self.name = name
+
+
+class WebhookVerificationError(AgentStreamError, ValueError):
+    """A webhook delivery was refused: it is not proven to come from the sender.
+
+    ``reason`` says why, one of the constants below (stable strings, safe to
+    log and to answer with): a required header is missing, a header is
+    malformed, the timestamp is outside the tolerance, no signature matches
+    any of the secrets, or the verified body is not an event envelope. The
+    message never contains a secret nor a signature.
+    """
+
+    MISSING_HEADER = "missing_header"
+    INVALID_HEADER = "invalid_header"
+    TIMESTAMP_OUTSIDE_TOLERANCE = "timestamp_outside_tolerance"
+    NO_MATCHING_SIGNATURE = "no_matching_signature"
+    NOT_AN_ENVELOPE = "not_an_envelope"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"WebhookVerificationError(reason={self.reason!r})"

@@ -31,6 +31,9 @@ from ._errors import (
 )
 from ._store import EventStore
 from ._streams import MAX_HEARTBEAT, MIN_HEARTBEAT, OpenStreams, parse_stream_query
+from ._webhook_api import ROUTES as WEBHOOK_ROUTES
+from ._webhook_api import WebhookApi, WebhookApiError
+from ._webhooks import WebhookConfig, WebhookDelivery
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -57,6 +60,7 @@ _SCOPE_OF_ENDPOINT = {
     "create_task": "tasks:write",
     "get_task": "tasks:read",
     "stop_task": "tasks:write",
+    **{str(rule.endpoint): scope for rule, scope in WEBHOOK_ROUTES},
 }
 
 
@@ -77,6 +81,7 @@ class ReferenceApp:
         heartbeat_default: float = 15.0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         stream_backlog: int = DEFAULT_STREAM_BACKLOG,
+        webhooks: Optional[WebhookConfig] = None,
     ) -> None:
         if not MIN_HEARTBEAT <= heartbeat_default <= MAX_HEARTBEAT:
             raise ValueError(
@@ -109,7 +114,15 @@ class ReferenceApp:
             "get_task": self._get_task,
             "stop_task": self._stop_task,
         }
+        self.webhooks = WebhookDelivery(store, webhooks)
+        webhook_api = WebhookApi(
+            self.webhooks, lambda request: read_json_object(request, self.max_body_bytes)
+        )
+        for rule, _ in WEBHOOK_ROUTES:
+            self._map.add(rule.empty())
+        self._endpoints.update(webhook_api.endpoints)
         self.agent.resume_unfinished()
+        self.webhooks.start()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -147,6 +160,7 @@ class ReferenceApp:
             logger.warning("%d stream(s) still open after %.1fs", self.open_streams, timeout)
         self._streams.close(timeout)
         self.agent.shutdown(timeout)
+        self.webhooks.stop(timeout)
 
     # ------------------------------------------------------------------ WSGI
 
@@ -156,6 +170,8 @@ class ReferenceApp:
             response = self._dispatch(request)
         except ApiError as exc:
             response = exc.response()
+        except WebhookApiError as exc:
+            response = ApiError(exc.status, exc.code, exc.message, exc.details).response()
         except StoreClosedError:
             response = ApiError(
                 503, "shutting_down", "the server is shutting down", headers={"Retry-After": "1"}
@@ -367,6 +383,7 @@ def create_app(
     heartbeat_default: float = 15.0,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     stream_backlog: int = DEFAULT_STREAM_BACKLOG,
+    webhooks: Optional[WebhookConfig] = None,
 ) -> ReferenceApp:
     """Build the reference server's WSGI application on ``store``.
 
@@ -379,6 +396,8 @@ def create_app(
     :param max_body_bytes: larger request bodies get 413.
     :param stream_backlog: events a stream may lag behind before it is
         disconnected (its client resumes from its cursor).
+    :param webhooks: how webhooks are delivered (allowed hosts, retry
+        scale...); default :class:`WebhookConfig` (loopback hosts only).
 
     Serve it with any WSGI server that runs requests in threads (streams hold
     their thread while open). Unfinished simulated runs found in the store
@@ -391,4 +410,5 @@ def create_app(
         heartbeat_default=heartbeat_default,
         max_body_bytes=max_body_bytes,
         stream_backlog=stream_backlog,
+        webhooks=webhooks,
     )

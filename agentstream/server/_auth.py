@@ -18,7 +18,9 @@ from typing import Optional, Union
 __all__ = ["ALL_SCOPES", "ApiKey", "KeyRing", "Principal"]
 
 #: Every scope a key can hold.
-ALL_SCOPES: frozenset[str] = frozenset({"events:read", "events:write", "tasks:read", "tasks:write"})
+ALL_SCOPES: frozenset[str] = frozenset(
+    {"events:read", "events:write", "tasks:read", "tasks:write", "webhooks:read", "webhooks:write"}
+)
 
 
 @dataclass(frozen=True)

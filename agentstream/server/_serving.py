@@ -18,6 +18,7 @@ from ._auth import ALL_SCOPES, ApiKey, KeySpec
 from ._config import ServerConfig
 from ._http import HTTPServer
 from ._store import DEFAULT_RETENTION, EventStore
+from ._webhooks import WebhookConfig
 
 __all__ = ["ReferenceServer", "generate_api_key"]
 
@@ -48,6 +49,7 @@ class ReferenceServer:
     :param heartbeat_default: heartbeat interval of streams that do not ask for one.
     :param config: timeouts, the connection cap and stream backlogs
         (:class:`ServerConfig`; its defaults when None).
+    :param webhooks: how webhooks are delivered (see ``WebhookConfig``).
 
     :meth:`start` it (or use it as a context manager), then point clients at
     :attr:`url` with :attr:`api_key`. :attr:`store` publishes events from
@@ -65,6 +67,7 @@ class ReferenceServer:
         retention: int = DEFAULT_RETENTION,
         heartbeat_default: float = 15.0,
         config: Optional[ServerConfig] = None,
+        webhooks: Optional[WebhookConfig] = None,
     ) -> None:
         if api_keys is None:
             key = generate_api_key()
@@ -86,6 +89,7 @@ class ReferenceServer:
         self._retention = retention
         self._heartbeat_default = heartbeat_default
         self.config = config or ServerConfig()
+        self._webhooks = webhooks
         self._store: Optional[EventStore] = None
         self._app: Optional[ReferenceApp] = None
         self._server: Optional[HTTPServer] = None
@@ -164,6 +168,7 @@ class ReferenceServer:
                 agent_pace=self._agent_pace,
                 heartbeat_default=self._heartbeat_default,
                 stream_backlog=self.config.stream_backlog,
+                webhooks=self._webhooks,
             )
             self._server = HTTPServer(self._host, self._port, self._app, self.config)
         except BaseException:

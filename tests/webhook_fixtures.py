@@ -124,3 +124,34 @@ class ServedApp:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class Capture:
+    """A WSGI app that records each delivery (raw body, headers) and answers
+    ``status`` (a callable of the delivery count, so a test can fail the first ones)."""
+
+    def __init__(self, status: Callable[[int], int] = lambda count: 200) -> None:
+        self.status = status
+        self._cond = threading.Condition()
+        self.deliveries: list[tuple[bytes, dict[str, str]]] = []
+
+    def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        headers = {
+            key[5:].replace("_", "-").lower(): str(value)
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        headers["content-type"] = environ.get("CONTENT_TYPE", "")
+        with self._cond:
+            self.deliveries.append((body, headers))
+            count = len(self.deliveries)
+            self._cond.notify_all()
+        status = self.status(count)
+        start_response(f"{status} X", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    def wait_count(self, count: int, timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.deliveries) >= count, timeout)

@@ -4,14 +4,19 @@ signed twice to real receivers on 127.0.0.1, retries, restarts, disabling, rotat
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from agentstream import Client, Registry, StreamOptions
-from agentstream.server import ReferenceServer
+from agentstream.server import ReferenceServer, serve_main
 from agentstream.server._webhooks import RetryPolicy, WebhookConfig, backoff_delay, host_allowed
 from agentstream.webhooks import (
     DeduplicatingRegistry,
@@ -21,6 +26,7 @@ from agentstream.webhooks import (
     verify,
 )
 
+from .child_output import read_line
 from .redis_server import free_port
 from .server_fixtures import Api, ServerFactory, error_of, wait_until
 from .webhook_fixtures import SECRET, Capture, Recorder, ServedApp
@@ -417,3 +423,58 @@ def test_agentrails_sdk_manages_subscriptions_and_parses_a_delivery(
     event = parse_webhook_event(body, "agentrail-secret", headers["x-agentrail-signature"])
     assert type(event).__name__ == "TaskShippedEvent"
     assert event.data.task_id == task["id"]
+
+
+def test_agentstream_serve_with_a_webhook_in_one_command(tmp_path: Path) -> None:
+    recorder = Recorder()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/webhooks"
+    code = (
+        "import sys; from agentstream.server import serve_main; sys.exit(serve_main(sys.argv[1:]))"
+    )
+    args = ["--port", "0", "--db", str(tmp_path / "cli.sqlite3"), "--pace", "0"]
+    args += ["--webhook", url, "--webhook-retry-scale", "0.001"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    try:
+        assert proc.stdout is not None
+        found: dict[str, str] = {}
+        while len(found) < 3:
+            line = read_line(proc.stdout)
+            for name, pattern in (
+                ("url", r"listening on (http://\S+)"),
+                ("key", r"AGENTSTREAM_API_KEY=(\S+)$"),
+                ("secret", r"secret \(shown only this once\): (whsec_\S+)$"),
+            ):
+                if match := re.search(pattern, line):
+                    found[name] = match.group(1)
+        with ServedApp(receiver_with(recorder, found["secret"]), port=port):
+            api = Api(found["url"], found["key"])
+            try:
+                task = api.create_task("from the CLI", eventsStreaming=True)
+                expected = task_event_ids(api, task["id"])
+            finally:
+                api.close()
+            assert recorder.wait_for(lambda calls: set(calls) >= set(expected), timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert found["secret"] not in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_agentstream_serve_refuses_a_webhook_outside_the_allowed_hosts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert serve_main(["--webhook", "http://example.com/hook"]) == 2
+    assert "allowed host" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from ._config import ServerConfig
 from ._errors import StoreLockedError
 from ._serving import ReferenceServer
 from ._store import DEFAULT_RETENTION
+from ._webhooks import WebhookConfig, host_allowed
 
 _HEARTBEATS = f"{MIN_HEARTBEAT:g}..{MAX_HEARTBEAT:g}"
 
@@ -128,6 +129,30 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"{text} (default {default:g})",
         )
     parser.add_argument(
+        "--webhook",
+        dest="webhook_urls",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="subscribe URL to every event at start (repeatable); its generated secret is "
+        "printed once",
+    )
+    parser.add_argument(
+        "--webhook-allow-host",
+        dest="webhook_hosts",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a host webhooks may be delivered to (repeatable; '*' for any); default: "
+        "loopback only (127.0.0.1, localhost, ::1)",
+    )
+    parser.add_argument(
+        "--webhook-retry-scale",
+        type=float,
+        default=1.0,
+        help="multiply every webhook retry backoff by this (default 1; 0.01 to try retries)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", help="logging level (default INFO)", type=str.upper
     )
     return parser
@@ -171,6 +196,22 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"agentstream serve: error: {exc}", file=sys.stderr)
         return 2
+    try:
+        webhooks = WebhookConfig(
+            allowed_hosts=tuple(args.webhook_hosts) or WebhookConfig.allowed_hosts,
+            retry_scale=args.webhook_retry_scale,
+        )
+    except ValueError as exc:
+        print(f"agentstream serve: error: {exc}", file=sys.stderr)
+        return 2
+    refused = [url for url in args.webhook_urls if not host_allowed(url, webhooks.allowed_hosts)]
+    if refused:
+        print(
+            f"agentstream serve: error: --webhook {refused[0]} is not an http(s) URL on an "
+            f"allowed host ({', '.join(webhooks.allowed_hosts)}); see --webhook-allow-host",
+            file=sys.stderr,
+        )
+        return 2
     level = getattr(logging, args.log_level, None)
     if not isinstance(level, int):
         print(f"agentstream serve: error: unknown log level {args.log_level}", file=sys.stderr)
@@ -186,6 +227,7 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
         retention=args.retention,
         heartbeat_default=args.heartbeat,
         config=config,
+        webhooks=webhooks,
     )
     try:
         server.start()
@@ -225,6 +267,19 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
                 f"  export AGENTSTREAM_BASE_URL={server.url} AGENTSTREAM_API_KEY={server.api_key}",
                 flush=True,
             )
+        for url in args.webhook_urls:
+            subscription, _ = server.app.webhooks.create(
+                url=url,
+                event_types=None,
+                secret=None,
+                description="agentstream serve --webhook",
+                task_ids=None,
+                retry_policy=None,
+                organization_id=None,
+            )
+            # Printed once, on purpose, like the development key.
+            print(f"webhook {subscription.id} -> {url}", flush=True)
+            print(f"  secret (shown only this once): {subscription.secret}", flush=True)
         print("press Ctrl-C to stop", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()

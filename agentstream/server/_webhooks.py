@@ -26,6 +26,7 @@ receiver de-duplicates).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -285,7 +286,8 @@ class WebhookDelivery:
         self._stopping = threading.Event()
         self._wake = threading.Condition()
         self._woken = False
-        self._in_flight: set[str] = set()
+        self._in_flight: set[str] = set()  # delivery ids handed to the pool
+        self._in_flight_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._pool: Optional[ThreadPoolExecutor] = None
         self._attempted = threading.Condition()
@@ -606,10 +608,12 @@ class WebhookDelivery:
 
     def _dispatch_due(self, now: float) -> float:
         """Hand the due deliveries to the pool; seconds until the next one is due (<= 1)."""
-        room = self.config.senders * 2 - len(self._in_flight)
+        most = self.config.senders * 2
+        with self._in_flight_lock:
+            in_flight = tuple(self._in_flight)
+        room = most - len(in_flight)
         if room <= 0:
             return 1.0
-        in_flight = tuple(self._in_flight)
 
         def select(conn: Any) -> tuple[list[DeliveryRecord], Optional[float]]:
             rows = conn.execute(
@@ -628,9 +632,10 @@ class WebhookDelivery:
         pool = self._pool
         assert pool is not None
         for delivery in due:
-            if delivery.id in self._in_flight or len(self._in_flight) >= self.config.senders * 2:
-                continue
-            self._in_flight.add(delivery.id)
+            with self._in_flight_lock:
+                if delivery.id in self._in_flight or len(self._in_flight) >= most:
+                    continue
+                self._in_flight.add(delivery.id)
             pool.submit(self._attempt, delivery)
         if upcoming is None:
             return 1.0
@@ -640,9 +645,19 @@ class WebhookDelivery:
         try:
             self._attempt_once(delivery)
         except Exception:
-            logger.exception("webhook delivery %s failed unexpectedly", delivery.id)
+            if self._stopping.is_set():
+                return
+            logger.exception("webhook delivery %s failed unexpectedly; again in 1 s", delivery.id)
+            with contextlib.suppress(Exception):  # not a hot loop, whatever broke
+                self._write(
+                    lambda conn: conn.execute(
+                        "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ?",
+                        (time.time() + 1.0, delivery.id),
+                    )
+                )
         finally:
-            self._in_flight.discard(delivery.id)
+            with self._in_flight_lock:
+                self._in_flight.discard(delivery.id)
             with self._attempted:
                 self.attempts_made += 1
                 self._attempted.notify_all()

@@ -132,6 +132,7 @@ def test_idempotency_key_replays_and_conflicts(servers: ServerFactory) -> None:
         ({"url": "http://127.0.0.1/h", "eventTypes": ["task.nope"]}, "invalid_request"),
         ({"url": "http://127.0.0.1/h", "eventTypes": "task.shipped"}, "invalid_request"),
         ({"url": "http://127.0.0.1/h", "secret": "short"}, "invalid_request"),
+        ({"url": "http://127.0.0.1/h", "secret": "whsec_not*base64!"}, "invalid_request"),
         ({"url": "http://127.0.0.1/h", "filters": {"taskIds": [1]}}, "invalid_request"),
         ({"url": "http://127.0.0.1/h", "retryPolicy": {"maxAttempts": 0}}, "invalid_request"),
     ],

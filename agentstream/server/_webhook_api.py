@@ -21,7 +21,9 @@ from typing import Any, Callable, Optional
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from ..errors import ConfigurationError
 from ..event_types import WIRE_TYPES
+from ..webhooks._signing import Signer
 from ._webhooks import (
     ACTIVE,
     DeliveryRecord,
@@ -71,6 +73,21 @@ class WebhookApiError(Exception):
         self.code = code
         self.message = message
         self.details = dict(details or {})
+
+
+def _secret(body: Mapping[str, Any]) -> Optional[str]:
+    """The optional ``secret`` of a body: 8 to 512 characters, usable as a key."""
+    secret = body.get("secret")
+    if secret is None:
+        return None
+    expected = f"a string of 8 to {_MAX_SECRET} characters (whsec_ secrets: base64 after it)"
+    if not isinstance(secret, str) or not 8 <= len(secret) <= _MAX_SECRET:
+        raise _field("secret", expected)
+    try:
+        Signer(secret)
+    except ConfigurationError:
+        raise _field("secret", expected) from None
+    return secret
 
 
 def _field(field: str, expected: str) -> WebhookApiError:
@@ -197,11 +214,7 @@ class WebhookApi:
                 {"field": "url", "allowedHosts": list(allowed)},
             )
         event_types = _event_types(body.get("eventTypes"))
-        secret = body.get("secret")
-        if secret is not None and (
-            not isinstance(secret, str) or not 8 <= len(secret) <= _MAX_SECRET
-        ):
-            raise _field("secret", f"a string of 8 to {_MAX_SECRET} characters")
+        secret = _secret(body)
         description = body.get("description")
         if description is not None and (
             not isinstance(description, str) or len(description) > _MAX_DESCRIPTION
@@ -269,11 +282,7 @@ class WebhookApi:
                 409, "subscription_disabled", "a disabled subscription has no secret to rotate"
             )
         body = self._read_body(request) if request.content_length else {}
-        secret = body.get("secret")
-        if secret is not None and (
-            not isinstance(secret, str) or not 8 <= len(secret) <= _MAX_SECRET
-        ):
-            raise _field("secret", f"a string of 8 to {_MAX_SECRET} characters")
+        secret = _secret(body)
         overlap = body.get("overlapSeconds")
         if overlap is not None and (
             isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap <= 604800

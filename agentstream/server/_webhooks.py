@@ -44,6 +44,7 @@ import requests
 
 from .. import __version__
 from ..webhooks._signing import Signer, generate_secret
+from ._errors import StoreClosedError
 from ._events import StoredEvent, utc_now_iso
 from ._store import EventStore
 
@@ -284,6 +285,7 @@ class WebhookDelivery:
         self._session = session or requests.Session()
         self._session.trust_env = False  # no proxy from the environment: hosts are checked
         self._stopping = threading.Event()
+        self._subscriptions_changed = threading.Event()  # created, deactivated, disabled
         self._wake = threading.Condition()
         self._woken = False
         self._in_flight: set[str] = set()  # delivery ids handed to the pool
@@ -385,6 +387,7 @@ class WebhookDelivery:
             return created, True
 
         result = self.store._write(lambda tx: create(tx.conn, tx.head))
+        self._subscriptions_did_change()
         logger.info("webhook subscription %s created for %s", result[0].id, url)
         return result
 
@@ -425,7 +428,9 @@ class WebhookDelivery:
             self._disable(conn, subscription_id, reason)
             return self._get(conn, subscription_id)
 
-        return self._write(disable)
+        found = self._write(disable)
+        self._subscriptions_did_change()
+        return found
 
     @staticmethod
     def _disable(conn: Any, subscription_id: str, reason: str) -> None:
@@ -492,6 +497,7 @@ class WebhookDelivery:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the threads; attempts in flight finish (each bounded by ``timeout``)."""
         self._stopping.set()
+        self._subscriptions_changed.set()
         self.store.wake_waiters()
         self._notify()
         for thread in self._threads:
@@ -513,11 +519,16 @@ class WebhookDelivery:
     # ---------------------------------------------------------------- enqueuer
 
     def _enqueue_loop(self) -> None:
-        try:
-            self._enqueue_until_stopped()
-        except Exception:
-            if not self._stopping.is_set():
-                logger.exception("the webhook enqueuer failed")
+        while not self._stopping.is_set():
+            try:
+                self._enqueue_until_stopped()
+            except StoreClosedError:
+                return
+            except Exception:
+                if self._stopping.is_set():
+                    return
+                logger.exception("the webhook enqueuer failed; starting again in 1 s")
+                self._stopping.wait(1.0)
 
     def _enqueue_until_stopped(self) -> None:
         store = self.store
@@ -526,8 +537,21 @@ class WebhookDelivery:
             position = store.head_sequence
             start = position
             self._write(lambda conn: self._set_position(conn, start))
-        stopping = self._stopping
+        stopping, changed = self._stopping, self._subscriptions_changed
+        floor: Optional[int] = None
+        changed.set()
         while not stopping.is_set():
+            if changed.is_set():
+                changed.clear()
+                floor = self._write(self._active_floor)
+            if floor is None:
+                # No active subscription: nothing to enqueue, and no reads of the log
+                # at all (a server without webhooks pays nothing). A subscription
+                # made later starts at the head of its time, so skipping is exact.
+                changed.wait()
+                continue
+            if floor > position:
+                position = floor
             batch = store.read_after(position, limit=_BATCH)
             if batch.gap:
                 oldest = store.oldest_sequence
@@ -543,7 +567,19 @@ class WebhookDelivery:
                 position = self._write(functools.partial(self._enqueue, events=batch.events))
                 self._notify()
                 continue
-            store.wait_for_events(position, 1.0, stopping.is_set)
+            store.wait_for_events(position, 5.0, lambda: stopping.is_set() or changed.is_set())
+
+    @staticmethod
+    def _active_floor(conn: Any) -> Optional[int]:
+        """Where the oldest active subscription starts (None: there is none)."""
+        row = conn.execute(
+            "SELECT MIN(start_after) FROM webhook_subscriptions WHERE status = ?", (ACTIVE,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _subscriptions_did_change(self) -> None:
+        self._subscriptions_changed.set()
+        self.store.wake_waiters()
 
     def _enqueue(self, conn: Any, events: list[StoredEvent]) -> int:
         rows = conn.execute(
@@ -766,6 +802,7 @@ class WebhookDelivery:
                     error,
                 )
                 self._disable(conn, subscription.id, reason)
+                self._subscriptions_changed.set()  # the enqueuer re-reads; no wake needed
 
         self._write(record)
 

@@ -396,29 +396,28 @@ def test_agentrails_sdk_manages_subscriptions_and_parses_a_delivery(
     capture = Capture()
     with ServedApp(capture) as receiver:
 
-        async def manage() -> tuple[Any, Any, Any, Any]:
-            client = agentrail_client.AgentRailClient(base_url=server.url, api_key=server.api_key)
-            try:
+        async def manage() -> tuple[Any, Any, Any, Any, dict[str, Any], bool]:
+            # One event loop for the whole exchange: httpx keeps its connections.
+            async with agentrail_client.AgentRailClient(
+                base_url=server.url, api_key=server.api_key
+            ) as client:
                 request = TaskWebhookSubscriptionCreateRequest(
                     url=receiver.url, event_types=["task.shipped"], secret="agentrail-secret"
                 )
                 created = await client.create_webhook_subscription(request, "key-1")
                 listed = await client.list_webhook_subscriptions()
                 fetched = await client.get_webhook_subscription(created.data.id)
-                return client, created, listed, fetched
-            except BaseException:
-                await client.close()
-                raise
+                task = await asyncio.to_thread(api.create_task, "ship it", eventsStreaming=True)
+                arrived = await asyncio.to_thread(capture.wait_count, 1, 20)  # task.shipped
+                deactivated = await client.deactivate_webhook_subscription(created.data.id)
+                return created, listed, fetched, deactivated, task, arrived
 
-        client, created, listed, fetched = asyncio.run(asyncio.wait_for(manage(), 20))
-        assert created.data.status.value == "active"
-        assert [s.id for s in listed.data] == [created.data.id] == [fetched.data.id]
-        task = api.create_task("ship it", eventsStreaming=True)
-        assert capture.wait_count(1, timeout=20)  # the task.shipped event
-        deactivated = asyncio.run(
-            asyncio.wait_for(client.deactivate_webhook_subscription(created.data.id), 20)
+        created, listed, fetched, deactivated, task, arrived = asyncio.run(
+            asyncio.wait_for(manage(), 40)
         )
-        asyncio.run(client.close())
+    assert created.data.status.value == "active"
+    assert [s.id for s in listed.data] == [created.data.id] == [fetched.data.id]
+    assert arrived
     assert deactivated.data.status.value == "disabled"
     body, headers = capture.deliveries[0]
     event = parse_webhook_event(body, "agentrail-secret", headers["x-agentrail-signature"])

@@ -4,6 +4,7 @@ signed twice to real receivers on 127.0.0.1, retries, restarts, disabling, rotat
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ import pytest
 import requests
 
 from agentstream import Client, Registry, StreamOptions
-from agentstream.server import ReferenceServer, serve_main
+from agentstream.server import ALL_SCOPES, ApiKey, ReferenceServer, serve_main
 from agentstream.server._webhooks import RetryPolicy, WebhookConfig, backoff_delay, host_allowed
 from agentstream.webhooks import (
     DeduplicatingRegistry,
@@ -478,3 +479,30 @@ def test_agentstream_serve_refuses_a_webhook_outside_the_allowed_hosts(
 ) -> None:
     assert serve_main(["--webhook", "http://example.com/hook"]) == 2
     assert "allowed host" in capsys.readouterr().err
+
+
+def test_subscriptions_and_deliveries_stay_inside_their_organization(
+    servers: ServerFactory,
+) -> None:
+    server = servers.start(
+        api_keys={"key-a": ApiKey(ALL_SCOPES, "org_a"), "key-b": ApiKey(ALL_SCOPES, "org_b")},
+        webhooks=FAST,
+    )
+    a, b = servers.api(server, "key-a"), servers.api(server, "key-b")
+    capture_a, capture_b = Capture(), Capture()
+    with ServedApp(capture_a) as receiver_a, ServedApp(capture_b) as receiver_b:
+        sub_a = subscribe(a, receiver_a.url)
+        sub_b = subscribe(b, receiver_b.url)
+        ids_a = [a.publish("message.chunk", data="a1")["id"]]
+        ids_b = [b.publish("message.chunk", data="b1")["id"]]
+        ids_a.append(a.publish("message.chunk", data="a2")["id"])
+        ids_b.append(b.publish("message.chunk", data="b2")["id"])
+        assert capture_a.wait_count(2)
+        assert capture_b.wait_count(2)
+    assert {json.loads(body)["id"] for body, _ in capture_a.deliveries} == set(ids_a)
+    assert {json.loads(body)["id"] for body, _ in capture_b.deliveries} == set(ids_b)
+    listed = b.request("GET", "/task-webhook-subscriptions").json()["data"]
+    assert [s["id"] for s in listed] == [sub_b["id"]]
+    other = b.request("GET", f"/task-webhook-subscriptions/{sub_a['id']}")
+    assert (other.status_code, error_of(other)["code"]) == (404, "subscription_not_found")
+    assert b.request("DELETE", f"/task-webhook-subscriptions/{sub_a['id']}").status_code == 404

@@ -30,25 +30,10 @@ from agentstream.webhooks import (
 from .child_output import read_line
 from .redis_server import free_port
 from .server_fixtures import Api, ServerFactory, error_of, wait_until
-from .webhook_fixtures import SECRET, Capture, Recorder, ServedApp
+from .webhook_fixtures import SECRET, Capture, Recorder, ServedApp, subscribe, task_event_ids
 
 FAST = WebhookConfig(retry_scale=0.001)  # a 5 s backoff takes 5 ms
 PATIENT = {"maxAttempts": 50, "initialBackoffSeconds": 5, "maxBackoffSeconds": 60}
-
-
-def subscribe(api: Api, url: str, **body: Any) -> dict[str, Any]:
-    response = api.request(
-        "POST", "/task-webhook-subscriptions", json={"url": url, "secret": SECRET, **body}
-    )
-    assert response.status_code == 201, response.text
-    data: dict[str, Any] = response.json()["data"]
-    return data
-
-
-def task_event_ids(api: Api, task_id: str) -> list[str]:
-    """Every event id of a finished (or finishing) task, read from the stream."""
-    with api.stream(taskId=task_id, timeout=20) as reader:
-        return [frame.envelope["id"] for frame in reader.rest() if frame.is_event]
 
 
 def receiver_with(recorder: Recorder, *secrets: str) -> WebhookReceiver:

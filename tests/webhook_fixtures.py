@@ -18,6 +18,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from agentstream.models import TaskEvent
 
+from .server_fixtures import Api
+
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 
@@ -155,3 +157,18 @@ class Capture:
     def wait_count(self, count: int, timeout: float = 10.0) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: len(self.deliveries) >= count, timeout)
+
+
+def subscribe(api: Api, url: str, **body: Any) -> dict[str, Any]:
+    response = api.request(
+        "POST", "/task-webhook-subscriptions", json={"url": url, "secret": SECRET, **body}
+    )
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+def task_event_ids(api: Api, task_id: str) -> list[str]:
+    """Every event id of a finished (or finishing) task, read from the stream."""
+    with api.stream(taskId=task_id, timeout=20) as reader:
+        return [frame.envelope["id"] for frame in reader.rest() if frame.is_event]

@@ -45,6 +45,7 @@ from .errors import (
     ServerError,
     StoreResetError,
     StreamError,
+    WebhookVerificationError,
 )
 from .event_types import EventType, TaskEventType, TaskStatus, TaskUpdateEventType
 from .health import ListenerHealth, ListenerState
@@ -133,6 +134,7 @@ __all__ = [
     "Think",
     "ToolCallRequest",
     "ToolCallResult",
+    "WebhookVerificationError",
     "__version__",
     "default_registry",
     "on",

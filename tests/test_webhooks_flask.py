@@ -8,7 +8,7 @@ import flask
 
 from agentstream import Registry
 from agentstream.models import TaskEvent
-from agentstream.server._webhooks import WebhookConfig
+from agentstream.server import WebhookConfig
 from agentstream.webhooks import WebhookReceiver
 
 from .server_fixtures import ServerFactory

@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._serving import ReferenceServer, generate_api_key
 from ._store import DEFAULT_RETENTION, EventStore
+from ._webhooks import WebhookConfig
 
 __all__ = [
     "ALL_SCOPES",
@@ -44,6 +45,7 @@ __all__ = [
     "StoreLockedError",
     "TaskFinishedError",
     "UnknownTaskError",
+    "WebhookConfig",
     "create_app",
     "generate_api_key",
     "serve_main",

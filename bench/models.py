@@ -50,7 +50,7 @@ from typing_extensions import NotRequired, TypedDict
 from wire import UPDATED
 
 from agentstream.event_types import EventType, TaskStatus
-from agentstream.models import (
+from agentstream.models._parsing import (
     _EVENT_ADAPTER,
     TaskEvent,
     TaskUpdatedData,

@@ -21,17 +21,34 @@ import logging
 import threading
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Callable, Optional, TypeVar, Union, overload
+from typing import Any, Callable, Final, Optional, TypeVar, Union, cast, overload
 
 from blinker import Signal
 
 from . import signals
 from .event_types import WIRE_TYPES, EventType
-from .models import TaskEvent
+from .models import (
+    AuthRequiredEvent,
+    MessageChunkEvent,
+    PlanUpdatedEvent,
+    ReasoningAnalyzeEvent,
+    ReasoningThinkEvent,
+    SubAgentTriggeredEvent,
+    TaskCompactedEvent,
+    TaskCreatedEvent,
+    TaskEvent,
+    TaskFinishedEvent,
+    TaskReviewedEvent,
+    TaskShippedEvent,
+    TaskUpdatedEvent,
+    ToolCallCompletedEvent,
+    ToolCallRequestedEvent,
+)
 
 __all__ = [
     "DispatchResult",
     "Handler",
+    "HandlerT",
     "Registry",
     "default_registry",
     "on",
@@ -40,10 +57,41 @@ __all__ = [
     "on_unknown",
 ]
 
-logger = logging.getLogger(__name__)
+logger: logging.Logger = logging.getLogger(__name__)
 
-Handler = Callable[[TaskEvent], Any]
-F = TypeVar("F", bound=Callable[..., Any])
+Handler = Union[
+    Callable[[TaskEvent], object],
+    Callable[[TaskCreatedEvent], object],
+    Callable[[TaskUpdatedEvent], object],
+    Callable[[TaskReviewedEvent], object],
+    Callable[[TaskShippedEvent], object],
+    Callable[[TaskFinishedEvent], object],
+    Callable[[MessageChunkEvent], object],
+    Callable[[AuthRequiredEvent], object],
+    Callable[[ToolCallRequestedEvent], object],
+    Callable[[ToolCallCompletedEvent], object],
+    Callable[[SubAgentTriggeredEvent], object],
+    Callable[[ReasoningThinkEvent], object],
+    Callable[[ReasoningAnalyzeEvent], object],
+    Callable[[PlanUpdatedEvent], object],
+    Callable[[TaskCompactedEvent], object],
+]
+"""What a handler is: a callable taking one event, :class:`~agentstream.models.TaskEvent`
+or one of its per-type classes (``def shipped(event: TaskShippedEvent) -> None``).
+
+A type checker rejects a handler that takes no argument, needs more than one,
+or takes something that is not an event. Annotating the parameter with a
+per-type class is a promise the registration must keep: a handler for
+``"task.shipped"`` also receives the untyped fallback (a plain ``TaskEvent``
+whose payload failed validation), so a handler that must see every such event
+takes ``TaskEvent`` and narrows with ``isinstance`` (``docs/handlers.md``).
+"""
+
+HandlerT = TypeVar("HandlerT", bound=Handler)
+"""A handler's own type, kept by the decorators: they return the function unchanged."""
+
+# How the registry calls a handler (every handler takes one event).
+_Call = Callable[[TaskEvent], object]
 
 _UNKNOWN = object()  # the pattern of on_unknown handlers
 _CACHE_LIMIT = 4096
@@ -51,7 +99,7 @@ _CACHE_LIMIT = 4096
 
 @dataclass(frozen=True)
 class _Registration:
-    handler: Handler
+    handler: _Call
     patterns: tuple[Any, ...]  # wire strings, glob patterns, or _UNKNOWN
     task_id: Optional[str]
 
@@ -77,7 +125,7 @@ class DispatchResult:
     """The handlers that raised, with their exceptions."""
 
 
-_Route = tuple[tuple[Handler, ...], DispatchResult]
+_Route = tuple[tuple[_Call, ...], DispatchResult]
 
 
 class Registry:
@@ -101,7 +149,7 @@ class Registry:
 
     def on(
         self, *event_types: Union[str, EventType], task_id: Optional[str] = None
-    ) -> Callable[[F], F]:
+    ) -> Callable[[HandlerT], HandlerT]:
         """Decorator: call the function for events of these types.
 
         Types are wire strings (``"task.shipped"``), :class:`EventType` members
@@ -113,35 +161,41 @@ class Registry:
         if not event_types:
             raise ValueError("on() needs at least one event type; use on_event for all events")
         patterns = tuple(_pattern(t) for t in event_types)  # a typo fails here, not later
-        decorator: Callable[[F], F] = self._decorate(None, patterns, task_id)
+        decorator: Callable[[HandlerT], HandlerT] = self._decorate(None, patterns, task_id)
         return decorator
 
     @overload
-    def on_event(self, fn: F, /) -> F: ...
+    def on_event(self, fn: HandlerT, /) -> HandlerT: ...
     @overload
-    def on_event(self, /, *, task_id: Optional[str] = None) -> Callable[[F], F]: ...
-    def on_event(self, fn: Optional[F] = None, /, *, task_id: Optional[str] = None) -> Any:
+    def on_event(self, /, *, task_id: Optional[str] = None) -> Callable[[HandlerT], HandlerT]: ...
+    def on_event(self, fn: Optional[HandlerT] = None, /, *, task_id: Optional[str] = None) -> Any:
         """Decorator: call the function for every event (optionally of one task)."""
         return self._decorate(fn, ("*",), task_id)
 
     @overload
-    def on_auth_event(self, fn: F, /) -> F: ...
+    def on_auth_event(self, fn: HandlerT, /) -> HandlerT: ...
     @overload
-    def on_auth_event(self, /, *, task_id: Optional[str] = None) -> Callable[[F], F]: ...
-    def on_auth_event(self, fn: Optional[F] = None, /, *, task_id: Optional[str] = None) -> Any:
+    def on_auth_event(
+        self, /, *, task_id: Optional[str] = None
+    ) -> Callable[[HandlerT], HandlerT]: ...
+    def on_auth_event(
+        self, fn: Optional[HandlerT] = None, /, *, task_id: Optional[str] = None
+    ) -> Any:
         """Decorator: call the function for ``auth.required`` events."""
         return self._decorate(fn, (EventType.AUTH_REQUIRED.value,), task_id)
 
     @overload
-    def on_unknown(self, fn: F, /) -> F: ...
+    def on_unknown(self, fn: HandlerT, /) -> HandlerT: ...
     @overload
-    def on_unknown(self, /, *, task_id: Optional[str] = None) -> Callable[[F], F]: ...
-    def on_unknown(self, fn: Optional[F] = None, /, *, task_id: Optional[str] = None) -> Any:
+    def on_unknown(self, /, *, task_id: Optional[str] = None) -> Callable[[HandlerT], HandlerT]: ...
+    def on_unknown(self, fn: Optional[HandlerT] = None, /, *, task_id: Optional[str] = None) -> Any:
         """Decorator: call the function for events whose type is not in the vocabulary."""
         return self._decorate(fn, (_UNKNOWN,), task_id)
 
-    def _decorate(self, fn: Optional[F], patterns: tuple[Any, ...], task_id: Optional[str]) -> Any:
-        def decorator(handler: F) -> F:
+    def _decorate(
+        self, fn: Optional[HandlerT], patterns: tuple[Any, ...], task_id: Optional[str]
+    ) -> Any:
+        def decorator(handler: HandlerT) -> HandlerT:
             self.add(handler, patterns, task_id=task_id)
             return handler
 
@@ -154,12 +208,18 @@ class Registry:
         *,
         task_id: Optional[str] = None,
     ) -> None:
-        """Register ``handler`` (what the decorators call)."""
+        """Register ``handler`` (what the decorators call).
+
+        ``event_types`` are as for :meth:`on`; the default, ``("*",)``, is
+        every event.
+        """
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {handler!r}")
         patterns = tuple(p if p is _UNKNOWN else _pattern(p) for p in event_types)
         with self._lock:
-            self._registrations.append(_Registration(handler, patterns, task_id))
+            # Every Handler takes one event; which one is the registration's promise.
+            call = cast(_Call, handler)
+            self._registrations.append(_Registration(call, patterns, task_id))
             self._routes.clear()
 
     def remove(self, handler: Handler) -> bool:
@@ -256,13 +316,13 @@ def _pattern(event_type: Union[str, EventType]) -> str:
     )
 
 
-default_registry = Registry()
+default_registry: Registry = Registry()
 """The registry the module-level decorators fill, and listeners use by default."""
 
 
 # The module-level decorators are the default registry's own methods, so they
 # take the same arguments and keep the same docstrings and types.
-on = default_registry.on
-on_event = default_registry.on_event
-on_auth_event = default_registry.on_auth_event
-on_unknown = default_registry.on_unknown
+on: Final = default_registry.on
+on_event: Final = default_registry.on_event
+on_auth_event: Final = default_registry.on_auth_event
+on_unknown: Final = default_registry.on_unknown

@@ -13,7 +13,7 @@ import datetime
 import json
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 __all__ = [
     "APIError",
@@ -75,6 +75,11 @@ class RetryBudgetExhaustedError(StreamError):
     many consecutive attempts failed.
     """
 
+    last_error: BaseException
+    """The failure that used up the budget."""
+    attempts: int
+    """How many consecutive attempts failed."""
+
     def __init__(self, message: str, *, last_error: BaseException, attempts: int) -> None:
         super().__init__(message)
         self.last_error = last_error
@@ -87,6 +92,11 @@ class EventTooLargeError(StreamError, ValueError):
     The stream stops: reconnecting would receive the same event again. Raise
     the limit if such events are legitimate.
     """
+
+    size: int
+    """How many bytes of the event had arrived when it was stopped."""
+    limit: int
+    """The configured ``max_event_size``."""
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(
@@ -103,6 +113,11 @@ class InvalidEventError(StreamError, ValueError):
     Reported, never allowed to end the stream. ``raw`` is the event's data.
     """
 
+    raw: str
+    """The event's data as received."""
+    event_id: Optional[str]
+    """The event's ``id``, when the envelope had a usable one."""
+
     def __init__(self, message: str, *, raw: str, event_id: Optional[str] = None) -> None:
         super().__init__(message)
         self.raw = raw
@@ -118,7 +133,19 @@ class APIError(AgentStreamError):
     ``headers`` (the response headers).
     """
 
-    default_code = "http_error"
+    default_code: ClassVar[str] = "http_error"
+    """The ``code`` of an answer whose body names none."""
+
+    status: int
+    """The HTTP status code."""
+    code: str
+    """The server's error code, or :attr:`default_code` when the body gives none."""
+    message: str
+    """The server's message (credentials it echoed are redacted)."""
+    details: dict[str, Any]
+    """The server's ``details`` object (empty when there is none)."""
+    headers: dict[str, str]
+    """The response headers (never the request's)."""
 
     def __init__(
         self,
@@ -133,8 +160,8 @@ class APIError(AgentStreamError):
         self.status = status
         self.code = code or self.default_code
         self.message = message
-        self.details: dict[str, Any] = dict(details or {})
-        self.headers: dict[str, str] = dict(headers or {})
+        self.details = dict(details or {})
+        self.headers = dict(headers or {})
 
     def __str__(self) -> str:
         return f"HTTP {self.status} {self.code}: {self.message}"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from inspect import iscoroutinefunction
 from typing import Any, Callable
 
-from blinker import Namespace, Signal
+from blinker import NamedSignal, Namespace, Signal
 
 __all__ = [
     "connected",
@@ -33,7 +33,7 @@ __all__ = [
     "sequence_reset",
 ]
 
-_signals = Namespace()
+_signals: Namespace = Namespace()
 
 
 def send_each(
@@ -61,7 +61,7 @@ def send_each(
     return failures
 
 
-event_received = _signals.signal(
+event_received: NamedSignal = _signals.signal(
     "event-received",
     doc="""Sent for every event a listener handles, after its decorator handlers.
 
@@ -72,7 +72,7 @@ event_received = _signals.signal(
     """,
 )
 
-connected = _signals.signal(
+connected: NamedSignal = _signals.signal(
     "connected",
     doc="""Sent when a listener's stream is connected.
 
@@ -81,7 +81,7 @@ connected = _signals.signal(
     """,
 )
 
-disconnected = _signals.signal(
+disconnected: NamedSignal = _signals.signal(
     "disconnected",
     doc="""Sent when a listener's connection ends.
 
@@ -90,7 +90,7 @@ disconnected = _signals.signal(
     """,
 )
 
-retrying = _signals.signal(
+retrying: NamedSignal = _signals.signal(
     "retrying",
     doc="""Sent before a listener waits to reconnect.
 
@@ -99,7 +99,7 @@ retrying = _signals.signal(
     """,
 )
 
-failed = _signals.signal(
+failed: NamedSignal = _signals.signal(
     "failed",
     doc="""Sent when a listener gives up (retry budget spent, or an error that is
     not retried such as 401 or 403); the listener then stops.
@@ -108,7 +108,7 @@ failed = _signals.signal(
     """,
 )
 
-heartbeat = _signals.signal(
+heartbeat: NamedSignal = _signals.signal(
     "heartbeat",
     doc="""Sent for each heartbeat comment the server sends on a quiet stream.
 
@@ -116,7 +116,7 @@ heartbeat = _signals.signal(
     """,
 )
 
-handler_failed = _signals.signal(
+handler_failed: NamedSignal = _signals.signal(
     "handler-failed",
     doc="""Sent when a handler or a signal receiver raises.
 
@@ -126,7 +126,7 @@ handler_failed = _signals.signal(
     """,
 )
 
-sequence_reset = _signals.signal(
+sequence_reset: NamedSignal = _signals.signal(
     "sequence-reset",
     doc="""Sent when an event's sequence went back with an id not delivered
     before: the server's event log was reset. The event is delivered (never
@@ -136,7 +136,7 @@ sequence_reset = _signals.signal(
     """,
 )
 
-invalid_event = _signals.signal(
+invalid_event: NamedSignal = _signals.signal(
     "invalid-event",
     doc="""Sent when an event cannot be parsed (not JSON, no ``id`` or ``type``).
 

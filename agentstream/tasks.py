@@ -50,13 +50,40 @@ class Task:
         """The task's data as last fetched."""
         return self._snapshot
 
-    id = property(lambda self: self._snapshot.id, doc="The task id.")
-    identifier = property(lambda self: self._snapshot.identifier, doc="Human handle, AS-<n>.")
-    prompt = property(lambda self: self._snapshot.prompt, doc="What the task was asked.")
-    result = property(lambda self: self._snapshot.result, doc="The result, once done.")
-    error = property(lambda self: self._snapshot.error, doc="Why it failed, if it did.")
-    metadata = property(lambda self: self._snapshot.metadata, doc="Caller metadata.")
-    version = property(lambda self: self._snapshot.version, doc="Grows with each change.")
+    @property
+    def id(self) -> str:
+        """The task id (``task_…``)."""
+        return self._snapshot.id
+
+    @property
+    def identifier(self) -> str:
+        """The human handle, ``AS-<n>``."""
+        return self._snapshot.identifier
+
+    @property
+    def prompt(self) -> str:
+        """What the task was asked to do."""
+        return self._snapshot.prompt
+
+    @property
+    def result(self) -> Optional[str]:
+        """The final result, once there is one."""
+        return self._snapshot.result
+
+    @property
+    def error(self) -> Optional[str]:
+        """Why the task failed, if it did."""
+        return self._snapshot.error
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Caller-supplied metadata."""
+        return self._snapshot.metadata
+
+    @property
+    def version(self) -> int:
+        """The task's version; grows with every change."""
+        return self._snapshot.version
 
     @property
     def status(self) -> TaskStatus:

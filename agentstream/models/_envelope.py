@@ -10,9 +10,9 @@ checker what ``event.data`` is. Building events from JSON is
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Optional, Union
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._compat import model_private
 from ..event_types import EventType
@@ -82,7 +82,7 @@ class TaskEvent(BaseModel):
     not compared. The hash is that of ``(id, sequence)``.
     """
 
-    model_config = _WIRE_CONFIG
+    model_config: ClassVar[ConfigDict] = _WIRE_CONFIG
 
     id: str
     """Opaque event id; also the SSE ``id:`` and the resume cursor."""

@@ -7,7 +7,7 @@ type carries which payload is said by the per-type event classes in
 """
 
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
@@ -81,7 +81,7 @@ class PayloadModel(BaseModel):
     exactly as received stays available as :attr:`TaskEvent.raw`. Immutable.
     """
 
-    model_config = _WIRE_CONFIG
+    model_config: ClassVar[ConfigDict] = _WIRE_CONFIG
 
 
 class TaskSnapshot(PayloadModel):
@@ -212,7 +212,7 @@ class AuthEvent(PayloadModel):
     as attributes and in ``model_extra``.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="allow")
 
     provider: str
     """Who to log in with (``github``, ``google``, …)."""

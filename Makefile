@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint typecheck unit bench clean test-compat
+.PHONY: test demo lint typecheck types unit bench clean test-compat
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,14 +13,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,server]'
 	touch $(STAMP)
 
-test: lint typecheck unit
+test: lint typecheck types unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check agentstream tests examples bench
-	$(BIN)/ruff format --check agentstream tests examples bench
+	$(BIN)/ruff check agentstream tests examples bench tools
+	$(BIN)/ruff format --check agentstream tests examples bench tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The public API's types as a user's editor sees them: pyright --verifytypes
+# (tools/verifytypes.py prints the symbols that are not fully typed). The target
+# is 0.98: the symbols still missing it are instance attributes and loggers of
+# client, listener, cursors, server and sse (see the list it prints).
+TYPES_MIN_SCORE ?= 0.92
+types: $(STAMP)
+	$(BIN)/python tools/verifytypes.py --min $(TYPES_MIN_SCORE)
 
 unit: $(STAMP)
 	$(BIN)/pytest

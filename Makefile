@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint typecheck types unit bench clean test-compat
+.PHONY: test demo lint typecheck types docs unit bench clean test-compat
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,server]'
 	touch $(STAMP)
 
-test: lint typecheck types unit
+test: lint typecheck types docs unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check agentstream tests examples bench tools
@@ -29,6 +29,12 @@ typecheck: $(STAMP)
 TYPES_MIN_SCORE ?= 0.92
 types: $(STAMP)
 	$(BIN)/python tools/verifytypes.py --min $(TYPES_MIN_SCORE)
+
+# The docs site (mkdocs.yml): warnings are errors. mkdocstrings needs Python >= 3.11.
+docs: $(STAMP)
+	@if $(BIN)/python -c 'import mkdocs, mkdocstrings' 2>/dev/null; then \
+		$(BIN)/mkdocs build --strict --site-dir build/site; \
+	else echo "docs: skipped, MkDocs and mkdocstrings need Python >= 3.11"; fi
 
 unit: $(STAMP)
 	$(BIN)/pytest

@@ -17,9 +17,24 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _site_packages() -> list[str]:
+    """This interpreter's site-packages, to list on PYTHONPATH as well.
+
+    Measured with pyright 1.1.414: in ``--verifytypes`` mode a class deriving
+    from sseclient-py's (typed, ``py.typed``) classes counts as "base class
+    unknown" when sseclient is found through the interpreter's site-packages,
+    and as known when the same files are found through a PYTHONPATH entry, as
+    in an editor's normal checking. Listed there, the score of ``main`` before
+    this check existed was 87.2%, the number issue 17 measured.
+    """
+    paths = sysconfig.get_paths()
+    return sorted({paths["purelib"], paths["platlib"]})
 
 
 def main() -> int:
@@ -36,7 +51,7 @@ def main() -> int:
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *_site_packages()])),
         timeout=300,
         check=False,  # pyright exits 1 whenever one symbol is not fully known
     )

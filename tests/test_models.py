@@ -873,3 +873,61 @@ def test_a_valid_envelope_never_raises(wire_type: str, data: Any, mutate: bool) 
     else:
         assert event.validation_error is None
         assert event.data == payload
+
+
+# The names `from agentstream.models import X` gave when models was one module.
+MODULE_NAMES = [
+    "Analyze",
+    "AuthEvent",
+    "AuthRequiredEvent",
+    "MessageChunkEvent",
+    "PayloadModel",
+    "PlanStep",
+    "PlanStepStatus",
+    "PlanUpdated",
+    "PlanUpdatedEvent",
+    "ReasoningAnalyzeEvent",
+    "ReasoningThinkEvent",
+    "ReviewOutcome",
+    "ShipEnvironment",
+    "ShipStatus",
+    "SubAgentTrigger",
+    "SubAgentTriggeredEvent",
+    "TaskCompacted",
+    "TaskCompactedEvent",
+    "TaskCreatedEvent",
+    "TaskEvent",
+    "TaskEventActor",
+    "TaskEventLinks",
+    "TaskFinishedEvent",
+    "TaskReviewedData",
+    "TaskReviewedEvent",
+    "TaskShippedData",
+    "TaskShippedEvent",
+    "TaskSnapshot",
+    "TaskUpdatedData",
+    "TaskUpdatedEvent",
+    "Think",
+    "ToolCallCompletedEvent",
+    "ToolCallRequest",
+    "ToolCallRequestedEvent",
+    "ToolCallResult",
+    "WireDatetime",
+    "parse_event",
+    "payload_model_for",
+]
+
+
+def test_the_models_package_exports_what_the_module_did() -> None:
+    import agentstream.models as models
+
+    assert sorted(models.__all__) == MODULE_NAMES
+    for name in MODULE_NAMES:
+        assert getattr(models, name) is not None
+
+
+def test_from_dict_and_from_json_reach_the_parser_of_the_package() -> None:
+    text = wire("task.shipped", data=PAYLOADS["task.shipped"])
+    assert type(TaskEvent.from_json(text)) is TaskShippedEvent
+    assert type(TaskEvent.from_dict(json.loads(text))) is TaskShippedEvent
+    assert TaskEvent.from_json(text) == parse_event(text)

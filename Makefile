@@ -25,7 +25,8 @@ typecheck: $(STAMP)
 # The public API's types as a user's editor sees them: pyright --verifytypes
 # (tools/verifytypes.py prints the symbols that are not fully typed). The target
 # is 0.98: the symbols still missing it are instance attributes and loggers of
-# client, listener, cursors, server, stream, sse and contrib (see the list it prints).
+# client, listener, cursors, server, stream, sse, contrib and webhooks (see the
+# list it prints).
 TYPES_MIN_SCORE ?= 0.89
 types: $(STAMP)
 	$(BIN)/python tools/verifytypes.py --min $(TYPES_MIN_SCORE)

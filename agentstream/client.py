@@ -32,7 +32,7 @@ from .tasks import Task
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_BODY_SIZE", "Client"]
 
-logger = logging.getLogger(__name__)
+logger: logging.Logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8787"
 """Where the reference server listens by default (``agentstream serve``)."""
@@ -106,9 +106,9 @@ class Client:
                 "(`agentstream serve` prints a development key when it starts)"
             )
         _check_api_key(api_key, origin)
-        self.base_url = base_url.rstrip("/")
+        self.base_url: str = base_url.rstrip("/")
         self.timeout = timeout
-        self.retry = retry or RetryPolicy.default()
+        self.retry: RetryPolicy = retry or RetryPolicy.default()
         self.__api_key = api_key
         self.max_body_size = max_body_size
         self._given_session = session

@@ -62,7 +62,7 @@ __all__ = [
     "ListenerStats",
 ]
 
-logger = logging.getLogger(__name__)
+logger: logging.Logger = logging.getLogger(__name__)
 
 DEFAULT_SAVE_INTERVAL = 1.0
 """Seconds between two cursor saves (``docs/decisions.md``: why one second)."""
@@ -166,14 +166,14 @@ class Listener:
         if on_missing_cursor not in ("live", "error"):
             raise ValueError('on_missing_cursor must be "live" or "error"')
         self._streams = streams
-        self.options = options or StreamOptions()
-        self.registry = registry if registry is not None else default_registry
+        self.options: StreamOptions = options or StreamOptions()
+        self.registry: Registry = registry if registry is not None else default_registry
         self.cursor_store: CursorStore = cursor_store or MemoryCursorStore()
         self.name = name
         self.workers = workers
         self.queue_size = queue_size
         self.save_interval = save_interval
-        self.retry_policy = retry or RetryPolicy.forever()
+        self.retry_policy: RetryPolicy = retry or RetryPolicy.forever()
         self._handler_context = handler_context
 
         self.on_missing_cursor = on_missing_cursor

@@ -22,7 +22,7 @@ __all__ = [
     "read_timeout_for",
 ]
 
-logger = logging.getLogger(__name__)
+logger: logging.Logger = logging.getLogger(__name__)
 
 DEFAULT_STREAM_READ_TIMEOUT = 60.0
 """Read timeout of a stream that did not ask for a heartbeat interval (seconds)."""
@@ -123,7 +123,7 @@ class TaskEventStream:
         self._on_invalid = on_invalid
         self.on_sequence_reset = on_sequence_reset
         """Called with ``(event, previous_sequence)`` on a sequence reset (settable)."""
-        self.sequence_resets = 0
+        self.sequence_resets: int = 0
         """How many sequence resets this stream has seen."""
         self._cursor = source.last_event_id
         self._last_sequence = -1

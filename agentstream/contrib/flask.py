@@ -69,7 +69,7 @@ from ._settings import KEYS, ListenerSettings
 
 __all__ = ["AgentStream"]
 
-logger = logging.getLogger(__name__)
+logger: logging.Logger = logging.getLogger(__name__)
 
 EXTENSION = "agentstream"
 LISTEN_COMMAND = "flask agentstream listen"
@@ -106,7 +106,7 @@ class AgentStream:
     """
 
     def __init__(self, app: Optional[Flask] = None, *, registry: Optional[Registry] = None) -> None:
-        self.registry = registry if registry is not None else default_registry
+        self.registry: Registry = registry if registry is not None else default_registry
         if app is not None:
             self.init_app(app)
 

@@ -76,7 +76,7 @@ class FileCursorStore:
     """
 
     def __init__(self, path: Union[str, os.PathLike[str]]) -> None:
-        self.path = Path(path)
+        self.path: Path = Path(path)
         self._lock = threading.Lock()
         self._release_os_lock: Optional[weakref.finalize[Any, Any]] = None
         self._take_os_lock()

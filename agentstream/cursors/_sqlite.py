@@ -37,7 +37,7 @@ class SQLiteCursorStore:
     busy_timeout_ms = 5000
 
     def __init__(self, path: Union[str, os.PathLike[str]]) -> None:
-        self.path = str(path)
+        self.path: str = str(path)
         self._lock = threading.Lock()
         self._tokens = TokenWatermark()
         # A connection inherited across fork() must never be used nor closed in

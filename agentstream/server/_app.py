@@ -93,10 +93,10 @@ class ReferenceApp:
             raise ValueError("stream_backlog must be positive")
         self._keys = KeyRing(api_keys, store.organization_id)
         self.store = store
-        self.heartbeat_default = float(heartbeat_default)
+        self.heartbeat_default: float = float(heartbeat_default)
         self.max_body_bytes = max_body_bytes
         self._streams = OpenStreams(store, backlog=stream_backlog)
-        self.agent = SimulatedAgent(store, pace=agent_pace)
+        self.agent: SimulatedAgent = SimulatedAgent(store, pace=agent_pace)
         self._closing = False
         self._map = Map(
             [
@@ -114,7 +114,7 @@ class ReferenceApp:
             "get_task": self._get_task,
             "stop_task": self._stop_task,
         }
-        self.webhooks = WebhookDelivery(store, webhooks)
+        self.webhooks: WebhookDelivery = WebhookDelivery(store, webhooks)
         webhook_api = WebhookApi(
             self.webhooks, lambda request: read_json_object(request, self.max_body_bytes)
         )

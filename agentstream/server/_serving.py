@@ -88,7 +88,7 @@ class ReferenceServer:
         self._agent_pace = agent_pace
         self._retention = retention
         self._heartbeat_default = heartbeat_default
-        self.config = config or ServerConfig()
+        self.config: ServerConfig = config or ServerConfig()
         self._webhooks = webhooks
         self._store: Optional[EventStore] = None
         self._app: Optional[ReferenceApp] = None

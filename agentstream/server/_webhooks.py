@@ -281,7 +281,7 @@ class WebhookDelivery:
         session: Optional[requests.Session] = None,
     ) -> None:
         self.store = store
-        self.config = config or WebhookConfig()
+        self.config: WebhookConfig = config or WebhookConfig()
         self._session = session or requests.Session()
         self._session.trust_env = False  # no proxy from the environment: hosts are checked
         self._stopping = threading.Event()
@@ -293,7 +293,7 @@ class WebhookDelivery:
         self._threads: list[threading.Thread] = []
         self._pool: Optional[ThreadPoolExecutor] = None
         self._attempted = threading.Condition()
-        self.attempts_made = 0
+        self.attempts_made: int = 0
         self._write(self._create_tables)
 
     # ---------------------------------------------------------------- storage

@@ -9,7 +9,7 @@ data from the server; a :class:`Comment` is a keep-alive line; the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import ClassVar, Optional, Union
 
 import sseclient
 
@@ -72,7 +72,7 @@ class ServerSentEvent(sseclient.Event):
             other.retry,
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

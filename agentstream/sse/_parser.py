@@ -113,7 +113,7 @@ class SSEParser(sseclient.SSEClient):
         self._fast_path_pause = 0  # chunks left before the regex path is tried again
         self._fast_path_misses = 0  # consecutive chunks it could not take
         self._on_comment = on_comment
-        self.comments = 0
+        self.comments: int = 0
         """How many comments :meth:`feed` has returned (without ``on_comment``): a
         caller that sees it unchanged after a call knows the result holds events only."""
         self.failure: Optional[EventTooLargeError] = None

@@ -132,14 +132,14 @@ class EventSource:
         if body is not None and json is not None:
             raise ValueError("pass either body or json, not both")
         self.url = url
-        self.method = method.upper()
+        self.method: str = method.upper()
         self._params = dict(params or {})
         self._headers = dict(headers or {})
         self._secrets = secrets_in(self._headers)
         self._body = body
         self._json = json
         self._resume_param = resume_param
-        self.retry_policy = retry or RetryPolicy.default()
+        self.retry_policy: RetryPolicy = retry or RetryPolicy.default()
         self._timeout = (connect_timeout, read_timeout)
         self._chunk_size = chunk_size
         # Each new socket is reported before it connects, so that close() and

@@ -163,9 +163,9 @@ class DeduplicatingRegistry(Registry):
         if not claim_ttl > 0 or not retention > 0:
             raise ValueError("claim_ttl and retention must be more than 0 seconds")
         self.store = store
-        self.registry = registry if registry is not None else default_registry
-        self.claim_ttl = float(claim_ttl)
-        self.retention = float(retention)
+        self.registry: Registry = registry if registry is not None else default_registry
+        self.claim_ttl: float = float(claim_ttl)
+        self.retention: float = float(retention)
 
     def __repr__(self) -> str:
         return f"DeduplicatingRegistry({self.store!r}, {len(self)} handler(s))"

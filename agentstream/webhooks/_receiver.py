@@ -99,11 +99,13 @@ class WebhookReceiver:
         retention: float = DEFAULT_RETENTION,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
-        self.verifier = Verifier(secrets, tolerance=tolerance, accept_agentrail=accept_agentrail)
+        self.verifier: Verifier = Verifier(
+            secrets, tolerance=tolerance, accept_agentrail=accept_agentrail
+        )
         if isinstance(registry, DeduplicatingRegistry):
             if dedup is not None:
                 raise ValueError("pass dedup= or a DeduplicatingRegistry, not both")
-            self.registry = registry
+            self.registry: DeduplicatingRegistry = registry
         else:
             self.registry = DeduplicatingRegistry(
                 dedup if dedup is not None else MemoryDedupStore(),

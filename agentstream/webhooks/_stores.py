@@ -37,8 +37,8 @@ class SQLiteDedupStore:
     def __init__(self, path: Union[str, os.PathLike[str]], *, table: str = "webhook_dedup") -> None:
         if not table.isidentifier():
             raise ValueError("table must be an SQL identifier")
-        self.path = str(path)
-        self.table = table
+        self.path: str = str(path)
+        self.table: str = table
         self._lock = threading.Lock()
         self._inherited: list[sqlite3.Connection] = []  # kept across fork(), never used
         self._conn = self._connect()

@@ -55,7 +55,7 @@ class Verifier:
         if not tolerance > 0:
             raise ValueError("tolerance must be more than 0 seconds")
         self._signer = Signer(secrets)
-        self.tolerance = float(tolerance)
+        self.tolerance: float = float(tolerance)
         self.accept_agentrail = accept_agentrail
 
     def __repr__(self) -> str:

@@ -18,8 +18,8 @@ class AgentStreamConfig(AppConfig):
 
     name = "agentstream.contrib.django"
     label = "agentstream"
-    verbose_name = "agentstream"
-    default_auto_field = "django.db.models.BigAutoField"
+    verbose_name: str = "agentstream"
+    default_auto_field: str = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
         from . import checks, conf

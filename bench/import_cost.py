@@ -1,0 +1,96 @@
+"""What importing agentstream costs, beside what importing its dependencies costs.
+
+Each sample is a fresh interpreter that times one import statement from the
+inside (``time.perf_counter`` around it, so interpreter start-up is not
+counted) and reports the growth of its peak RSS. The statements are run
+round-robin, so a noisy neighbour slows them all alike; the report gives the
+median of ``--runs`` samples and each statement's ratio to the four
+dependencies' import (requests, sseclient-py, pydantic, blinker) in the same run.
+
+    .venv/bin/python bench/import_cost.py            # 21 samples each
+    .venv/bin/python bench/import_cost.py --runs 5   # quicker
+
+Targets (issue 17): ``import agentstream`` <= 1.15 x the dependencies;
+``import agentstream.sse`` imports no pydantic (the last column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+# name, statement: the first one is the reference of the ratios.
+STATEMENTS = [
+    ("deps", "import requests, sseclient, pydantic, blinker"),
+    ("deps, pydantic used", "import requests, sseclient, blinker; from pydantic import BaseModel"),
+    ("import agentstream", "import agentstream"),
+    ("import agentstream.sse", "import agentstream.sse"),
+    ("from agentstream import Client", "from agentstream import Client"),
+    ("import agentstream.testing", "import agentstream.testing"),
+]
+
+CHILD = """
+import resource, sys, time
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+exec(compile(sys.argv[1], "<import>", "exec"))
+elapsed = time.perf_counter() - start
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(elapsed, (after - before) / 1024, int("pydantic" in sys.modules))
+"""
+
+
+def sample(statement: str) -> tuple[float, float, bool]:
+    """One fresh interpreter: (seconds, peak RSS growth in MB, pydantic imported)."""
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, statement],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return float(out[0]), float(out[1]), out[2] == "1"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=21, help="samples per statement")
+    parser.add_argument("--json", action="store_true", help="print the medians as JSON")
+    args = parser.parse_args()
+
+    times: dict[str, list[float]] = {name: [] for name, _ in STATEMENTS}
+    memory: dict[str, list[float]] = {name: [] for name, _ in STATEMENTS}
+    pydantic: dict[str, bool] = {}
+    for _ in range(args.runs):
+        for name, statement in STATEMENTS:
+            seconds, megabytes, loaded = sample(statement)
+            times[name].append(seconds)
+            memory[name].append(megabytes)
+            pydantic[name] = loaded
+
+    reference = statistics.median(times[STATEMENTS[0][0]])
+    rows = {
+        name: {
+            "ms": statistics.median(times[name]) * 1000,
+            "ratio": statistics.median(times[name]) / reference,
+            "rss_mb": statistics.median(memory[name]),
+            "pydantic": pydantic[name],
+        }
+        for name, _ in STATEMENTS
+    }
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"Python {sys.version.split()[0]}, median of {args.runs} fresh interpreters each\n")
+    print(f"{'statement':<34} {'ms':>8} {'x deps':>7} {'RSS MB':>7}  pydantic")
+    for name, row in rows.items():
+        print(
+            f"{name:<34} {row['ms']:>8.1f} {row['ratio']:>7.2f} {row['rss_mb']:>7.1f}"
+            f"  {'yes' if row['pydantic'] else 'no'}"
+        )
+
+
+if __name__ == "__main__":
+    main()

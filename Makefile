@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: test demo lint typecheck types docs unit bench clean test-compat
 
 $(BIN)/python:
+	@echo "make: creating the virtualenv $(VENV) with $(PYTHON) (first run only)"
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "make: installing agentstream with its dev and server extras into $(VENV)" \
+		"(about a minute the first time; again only when pyproject.toml changes)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,server]'
 	touch $(STAMP)
 

@@ -20,10 +20,11 @@ def import_server(feature: str) -> ModuleType:
     try:
         return importlib.import_module("agentstream.server")
     except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.split(".")[0] == "agentstream":
+        missing = (exc.name or "").split(".")[0]
+        if not missing or missing == "agentstream":
             raise  # a bug of ours, not a missing extra
         raise MissingExtraError(
             f'{feature} needs the reference server: pip install "agentstream[server]" '
-            f"(module {exc.name!r} is not installed)",
-            name=exc.name,
+            f"(module {missing!r} is not installed)",
+            name=missing,
         ) from exc

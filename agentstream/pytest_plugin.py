@@ -21,6 +21,7 @@ pay for them (docs/testing.md gives the measured cost).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pytest
@@ -36,14 +37,18 @@ __all__ = ["agentstream_client", "agentstream_registry", "agentstream_server"]
 @pytest.fixture
 def agentstream_server() -> Iterator[ReferenceServer]:
     """A reference server on a free port of 127.0.0.1 (needs ``agentstream[server]``)."""
+    with _server_module().ReferenceServer(agent_pace=0.0) as server:
+        yield server
+
+
+def _server_module() -> ModuleType:
     from ._extras import MissingExtraError, import_server
 
     try:
-        server_module = import_server("the agentstream_server fixture")
+        return import_server("the agentstream_server fixture")
     except MissingExtraError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with server_module.ReferenceServer(agent_pace=0.0) as server:
-        yield server
+        missing = str(exc)
+    pytest.fail(missing, pytrace=False)  # outside the except: no chained traceback in the report
 
 
 @pytest.fixture

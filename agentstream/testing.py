@@ -275,9 +275,10 @@ def make_event(
         replaces it.
     :param envelope: envelope fields, snake_case: ``id`` (default
         ``evt_test_<n>``), ``sequence`` (default ``n``, growing through the
-        process), ``occurred_at`` (a ``datetime`` or wire string; default
-        now), ``task_id`` (default ``task_test``, also used in the default
-        payload), ``organization_id``, ``task_version``, ``trace_id``.
+        process), ``occurred_at`` (a ``datetime``, kept to the millisecond
+        as on the wire, or a wire string; default now), ``task_id``
+        (default ``task_test``, also used in the default payload),
+        ``organization_id``, ``task_version``, ``trace_id``.
     :raises ValueError: for a payload that does not validate as its type (a
         test should not receive an untyped event by accident: to test the raw
         fallback, use :func:`~agentstream.parse_event` on JSON text), or an
@@ -308,8 +309,8 @@ def make_event(
         raise ValueError(f"unknown envelope field(s): {', '.join(sorted(unknown_fields))}")
     sequence = envelope.get("sequence", next(_sequence))
     occurred_at = envelope.get("occurred_at", datetime.now(timezone.utc))
-    when = (
-        occurred_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    when = (  # the wire format: UTC, to the millisecond
+        occurred_at.astimezone(timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
         if isinstance(occurred_at, datetime)
         else occurred_at
     )

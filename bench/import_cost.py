@@ -13,6 +13,10 @@ wherever agentstream is installed.
 
     .venv/bin/python bench/import_cost.py            # 21 samples each
     .venv/bin/python bench/import_cost.py --runs 5   # quicker
+    .venv/bin/python bench/import_cost.py --pythonpath /path/to/other/checkout
+
+``--pythonpath`` measures another checkout's agentstream (put first on the
+path) with this environment's dependencies: the "before" of a change.
 
 Targets (issue 17): ``import agentstream`` <= 1.15 x the dependencies;
 ``import agentstream.sse`` imports no pydantic (the last column); the plugin
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -41,7 +46,13 @@ STATEMENTS = [
     ("import agentstream.sse", "", "import agentstream.sse"),
     ("from agentstream import Client", "", "from agentstream import Client"),
     ("import agentstream.testing", "", "import agentstream.testing"),
-    ("pytest plugin (pytest loaded)", "import pytest", "import agentstream.pytest_plugin"),
+    (
+        "pytest plugin (pytest loaded)",
+        "import pytest",
+        # before issue 17 the plugin was agentstream.testing itself
+        "try:\n    import agentstream.pytest_plugin\nexcept ImportError:\n"
+        "    import agentstream.testing",
+    ),
 ]
 
 CHILD = """
@@ -56,13 +67,15 @@ print(elapsed, (after - before) / 1024, int("pydantic" in sys.modules))
 """
 
 
-def sample(setup: str, statement: str) -> tuple[float, float, bool]:
+def sample(setup: str, statement: str, env: dict[str, str]) -> tuple[float, float, bool]:
     """One fresh interpreter: (seconds, peak RSS growth in MB, pydantic imported)."""
     out = subprocess.run(
         [sys.executable, "-c", CHILD, setup, statement],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
+        cwd=tempfile.gettempdir(),  # not a checkout: its agentstream would come first
     ).stdout.split()
     return float(out[0]), float(out[1]), out[2] == "1"
 
@@ -97,14 +110,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=21, help="samples per statement")
     parser.add_argument("--json", action="store_true", help="print the medians as JSON")
+    parser.add_argument("--pythonpath", help="measure the agentstream of this checkout")
     args = parser.parse_args()
+    env = dict(os.environ)
+    if args.pythonpath:
+        env["PYTHONPATH"] = os.path.abspath(args.pythonpath)
 
     times: dict[str, list[float]] = {name: [] for name, _, _ in STATEMENTS}
     memory: dict[str, list[float]] = {name: [] for name, _, _ in STATEMENTS}
     pydantic: dict[str, bool] = {}
     for _ in range(args.runs):
         for name, setup, statement in STATEMENTS:
-            seconds, megabytes, loaded = sample(setup, statement)
+            seconds, megabytes, loaded = sample(setup, statement, env)
             times[name].append(seconds)
             memory[name].append(megabytes)
             pydantic[name] = loaded
@@ -119,7 +136,8 @@ def main() -> None:
         }
         for name, _, _ in STATEMENTS
     }
-    plugin = plugin_cost(args.runs)
+    # Whole pytest runs load the plugin that the installed metadata names.
+    plugin = plugin_cost(args.runs) if not args.pythonpath else None
     if args.json:
         print(json.dumps({"imports": rows, "pytest_plugin": plugin}, indent=2))
         return
@@ -130,6 +148,8 @@ def main() -> None:
             f"{name:<34} {row['ms']:>8.1f} {row['ratio']:>7.2f} {row['rss_mb']:>7.1f}"
             f"  {'yes' if row['pydantic'] else 'no'}"
         )
+    if plugin is None:
+        return
     print(
         f"\npytest, empty project: {plugin['with_ms']:.0f} ms with the plugin, "
         f"{plugin['without_ms']:.0f} ms with -p no:agentstream: "

@@ -160,7 +160,6 @@ def _flag_names(message: str) -> str:
         ("heartbeat_seconds", "--heartbeat"),
         ("event_types", "--type"),
         ("task_id", "--task"),
-        ("cursor", "--cursor"),
     ]:
         message = message.replace(argument, flag)
     return message

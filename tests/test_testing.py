@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 from datetime import datetime, timezone
-from importlib.metadata import entry_points
+from importlib.metadata import distribution
 from pathlib import Path
 
 import pytest
@@ -70,7 +70,8 @@ def test_the_fixtures_can_still_be_imported_from_agentstream_testing() -> None:
 
 
 def test_the_plugin_is_registered_under_the_name_agentstream() -> None:
-    (plugin,) = [ep for ep in entry_points(group="pytest11") if ep.name == "agentstream"]
+    plugins = distribution("agentstream").entry_points  # entry_points(group=) is 3.10+
+    (plugin,) = [ep for ep in plugins if ep.group == "pytest11" and ep.name == "agentstream"]
     assert plugin.value == "agentstream.pytest_plugin"
 
 

@@ -48,7 +48,8 @@ def body_reader(raw: urllib3.response.HTTPResponse) -> tuple[Any, bool, Any]:
     ``chunked`` flag and ``fp`` (the socket's buffered reader) are
     undocumented attributes. ``buffered_reader`` is None once closed.
     """
-    http_response: Any = raw._fp
+    # (the types-urllib3 of the oldest pins lacks it: hence the ignore)
+    http_response: Any = raw._fp  # type: ignore[attr-defined,unused-ignore]
     return http_response, bool(http_response.chunked), http_response.fp
 
 
@@ -130,7 +131,7 @@ def _create_connection(
     host, port = address
     if host.startswith("["):
         host = host.strip("[]")
-    family = urllib3.util.connection.allowed_gai_family()
+    family = urllib3.util.connection.allowed_gai_family()  # type: ignore[attr-defined,unused-ignore]
     error: Optional[OSError] = None
     for af, socktype, proto, _, sockaddr in socket.getaddrinfo(
         host, port, family, socket.SOCK_STREAM

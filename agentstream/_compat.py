@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import urllib3
 import urllib3.connection
 import urllib3.exceptions
 import urllib3.response
 import urllib3.util.connection
-from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = [
     "URLLIB3_READ1",
@@ -48,7 +50,8 @@ def body_reader(raw: urllib3.response.HTTPResponse) -> tuple[Any, bool, Any]:
     ``chunked`` flag and ``fp`` (the socket's buffered reader) are
     undocumented attributes. ``buffered_reader`` is None once closed.
     """
-    http_response: Any = raw._fp
+    # (the types-urllib3 of the oldest pins lacks it: hence the ignore)
+    http_response: Any = raw._fp  # type: ignore[attr-defined,unused-ignore]
     return http_response, bool(http_response.chunked), http_response.fp
 
 
@@ -130,7 +133,7 @@ def _create_connection(
     host, port = address
     if host.startswith("["):
         host = host.strip("[]")
-    family = urllib3.util.connection.allowed_gai_family()
+    family = urllib3.util.connection.allowed_gai_family()  # type: ignore[attr-defined,unused-ignore]
     error: Optional[OSError] = None
     for af, socktype, proto, _, sockaddr in socket.getaddrinfo(
         host, port, family, socket.SOCK_STREAM
@@ -169,10 +172,21 @@ def _name_resolution_error(connection: Any, exc: socket.gaierror) -> Exception:
 # of BaseModel. agentstream's events set it directly: declaring private
 # attributes would make pydantic call an initialiser on every validation,
 # which measured at ~2 µs per event (docs/decisions.md).
-_private_slot = BaseModel.__dict__["__pydantic_private__"]
+# pydantic is imported only on first use of this part (by the models): the wire
+# layer imports this module and must not import pydantic (tests/test_packaging.py).
+if TYPE_CHECKING:
+    set_model_private: Callable[[BaseModel, Optional[dict[str, Any]]], None]
+    """Store a dict (or None) as a model instance's private storage."""
+else:
 
-set_model_private: Callable[[BaseModel, Optional[dict[str, Any]]], None] = _private_slot.__set__
-"""Store a dict (or None) as a model instance's private storage."""
+    def __getattr__(name: str) -> Any:
+        if name != "set_model_private":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from pydantic import BaseModel
+
+        value = BaseModel.__dict__["__pydantic_private__"].__set__
+        globals()[name] = value
+        return value
 
 
 def model_private(model: BaseModel) -> Optional[dict[str, Any]]:

@@ -16,6 +16,8 @@ import time
 from typing import Any, Optional, TextIO
 
 from . import signals
+from ._extras import import_server
+from ._human import describe_failure
 from .client import Client
 from .dispatch import Registry
 from .event_types import EventType
@@ -171,7 +173,8 @@ def run_demo(
     *, pace: float = 0.12, out: Optional[TextIO] = None, colour: Optional[bool] = None
 ) -> int:
     """Run the demo; returns the exit status (0 when nothing was lost or repeated)."""
-    from .server import ReferenceServer  # the [server] extra, needed only here
+    # the [server] extra, needed only here (MissingExtraError says what to install)
+    server_module = import_server("agentstream demo")
 
     stream = out or sys.stdout
     style = _Style(stream.isatty() if colour is None else colour)
@@ -181,7 +184,7 @@ def run_demo(
     handled: list[TaskEvent] = []
     started = time.monotonic()
 
-    with ReferenceServer(agent_pace=pace) as server:
+    with server_module.ReferenceServer(agent_pace=pace) as server:
         client = Client(server.url, server.api_key, retry=RetryPolicy(initial_delay=0.2))
         transcript.line(
             style.bold("agentstream demo") + f" — reference server at {server.url} "
@@ -196,7 +199,9 @@ def run_demo(
         listener = client.listen(StreamOptions(heartbeat_seconds=5), registry=registry)
 
         def on_disconnected(sender: Any, **kwargs: Any) -> None:
-            transcript.line(style.red(f"  [{kwargs['reason']}]"))
+            error = kwargs.get("error")
+            cause = describe_failure(error) if error is not None else kwargs["reason"]
+            transcript.line(style.red(f"  [connection lost: {cause}; reconnecting]"))
 
         connected = threading.Event()
 

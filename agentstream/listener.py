@@ -367,7 +367,9 @@ class Listener:
         """
         current = threading.current_thread()
         own = current in self._threads
-        waited = self._threads if own else [*self._threads, self._keeper]
+        waited: list[Optional[threading.Thread]] = [*self._threads]
+        if not own:
+            waited.append(self._keeper)
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in waited:
             if thread is None or thread is current:

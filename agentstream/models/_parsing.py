@@ -38,7 +38,9 @@ _TypedEvent: Any = Annotated[Union[_EVENT_CLASSES], Field(discriminator="type")]
 # cache_strings="keys": event ids, times and summaries are new in every event,
 # and caching them as well cost 0.1 µs per event (pydantic < 2.7 ignores it).
 _EVENT_ADAPTER: "TypeAdapter[TaskEvent]" = TypeAdapter(
-    _TypedEvent, config=ConfigDict(cache_strings="keys")
+    _TypedEvent,
+    # the oldest supported pydantic's ConfigDict lacks the key: hence the ignore
+    config=ConfigDict(cache_strings="keys"),  # type: ignore[typeddict-unknown-key,unused-ignore]
 )
 
 # Its pydantic-core validator, called directly: TypeAdapter.validate_json's

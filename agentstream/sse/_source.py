@@ -395,7 +395,7 @@ class EventSource:
                 data=self._body,
                 json=self._json,
                 stream=True,
-                timeout=self._timeout,
+                timeout=self._timeout,  # type: ignore[arg-type,unused-ignore]
                 allow_redirects=True,
             )
         except requests.TooManyRedirects as exc:

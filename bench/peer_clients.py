@@ -45,6 +45,13 @@ the client to reconnect by itself after a cut, where it needs configuring."""
 RETRY_DELAYS: list[float] = []
 """Reconnect delays (seconds) that an agentstream client reported while resuming."""
 STORE_SAVES: list[int] = []
+STORE_RENEWALS: list[int] = []
+"""Lease renewals a durable-store Listener sent to its store."""
+REDIS_URL_ENV = "AGENTSTREAM_BENCH_REDIS_URL"
+"""Where ``as-listener-redis`` finds its Redis (``bench/durable.py`` starts one)."""
+REDIS_LEASE_TTL = 2.0
+"""``as-listener-redis``'s lease: renewed every 0.5 s, several times per flood
+(the default 15 s renews every 3.75 s, perhaps not once in a flood)."""
 """Writes a durable-store Listener made to its cursor store (the last one on stop)."""
 
 
@@ -206,7 +213,9 @@ def agentstream_typed() -> Run:
 def agentstream_listener(store: Optional[str] = None) -> Run:
     """The Listener with the client's in-memory cursor store, or with a durable
     one (``store``: ``"sqlite"`` or ``"file"``, in a fresh temporary directory,
-    default ``save_interval``): the same flood, the same handler.
+    or ``"redis"``, under a fresh key prefix on the server at ``$AGENTSTREAM_BENCH_REDIS_URL``
+    with a lease of :data:`REDIS_LEASE_TTL`; default ``save_interval``): the
+    same flood, the same handler.
 
     A durable store is created here, before any timing, as the library is
     imported: creating an SQLite database (WAL, its table) takes tens of ms
@@ -217,6 +226,7 @@ def agentstream_listener(store: Optional[str] = None) -> Run:
 
     scratch = Path(tempfile.mkdtemp(prefix="agentstream-bench-")) if store else None
     cursor_store = durable_store(store, scratch) if store and scratch else None
+    lease = {"lease_ttl": REDIS_LEASE_TTL} if store == "redis" else {}
     runs = 0
 
     def retrying(sender: object, delay: float, **_: object) -> None:
@@ -240,7 +250,7 @@ def agentstream_listener(store: Optional[str] = None) -> Run:
             signals.retrying.connect(retrying, weak=False)
         try:
             with Client(base, API_KEY) as client:
-                listener = client.listen(registry=registry, cursor_store=cursor_store)
+                listener = client.listen(registry=registry, cursor_store=cursor_store, **lease)
                 listener.start()
                 try:
                     # Ends when the handler stops it, or by itself when the server
@@ -257,6 +267,7 @@ def agentstream_listener(store: Optional[str] = None) -> Run:
                 # The store really holds the last event handled: nothing was skipped.
                 saved = cursor_store.load(listener.name)
                 STORE_SAVES.append(cursor_store.saves)
+                STORE_RENEWALS.append(cursor_store.renewals)
                 close = getattr(cursor_store, "close", None)
                 if close is not None:
                     close()
@@ -271,12 +282,19 @@ def agentstream_listener(store: Optional[str] = None) -> Run:
 
 def durable_store(kind: str, directory: Path) -> Any:
     """A fresh store of ``kind`` in ``directory``, its writes counted (``saves``)."""
-    from agentstream import FileCursorStore, SQLiteCursorStore
+    from agentstream import FileCursorStore, RedisCursorStore, SQLiteCursorStore
 
     if kind == "sqlite":
         return counting(SQLiteCursorStore)(directory / "cursors.sqlite3")
     if kind == "file":
         return counting(FileCursorStore)(directory / "cursors.json")
+    if kind == "redis":
+        import os
+
+        prefix = f"bench-{directory.name}:"  # fresh: no cursor, no lease
+        store = counting(RedisCursorStore)(os.environ[REDIS_URL_ENV], prefix=prefix)
+        store.load("warm-up")  # the connection is made here, before any timing
+        return store
     raise ValueError(f"unknown cursor store {kind!r}")
 
 
@@ -287,6 +305,7 @@ def counting(base: type) -> type:
 
     class Counting(base):  # type: ignore[valid-type,misc]
         saves = 0
+        renewals = 0
 
         def save(self, name: str, cursor: str) -> None:
             self.saves += 1
@@ -297,6 +316,13 @@ def counting(base: type) -> type:
             def save_fenced(self, name: str, cursor: str, token: int) -> None:
                 self.saves += 1
                 super().save_fenced(name, cursor, token)
+
+        if hasattr(base, "renew"):
+
+            def renew(self, name: str, holder: str, token: int, ttl: float) -> bool:
+                self.renewals += 1
+                renewed: bool = super().renew(name, holder, token, ttl)
+                return renewed
 
     return Counting
 
@@ -405,6 +431,14 @@ DURABLE = (
         "as-listener-file",
         "agentstream Listener + 1 handler, FileCursorStore",
         lambda: agentstream_listener("file"),
+        typed=True,
+        reconnects=True,
+        distribution="agentstream",
+    ),
+    Spec(
+        "as-listener-redis",
+        "agentstream Listener + 1 handler, RedisCursorStore (lease renewed every 0.5 s)",
+        lambda: agentstream_listener("redis"),
         typed=True,
         reconnects=True,
         distribution="agentstream",
@@ -599,6 +633,7 @@ def main(job: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown test {test!r}")
     if STORE_SAVES:
         result["store_saves"] = sum(STORE_SAVES)
+        result["store_renewals"] = sum(STORE_RENEWALS)
     return result
 
 

@@ -1,0 +1,189 @@
+"""Many ``task.events()`` iterators in one process: one shared upstream beside one each.
+
+Run from the repository root::
+
+    .venv/bin/python bench/many_tasks.py               # 500 tasks, 500 threads
+    .venv/bin/python bench/many_tasks.py --tasks 50 --pace 0.2
+
+The reference server runs in this process (its simulated agent emits a
+task's ~22 events ``--pace`` seconds apart); each mode runs in a fresh client
+process, so that its CPU time and peak RSS are its own:
+
+- ``shared``: ``task.events()`` of one ``Client`` (one upstream connection
+  for all of them, after each has caught up on its own request);
+- ``separate``: what ``task.events()`` did before: each iterator opens its
+  own task-scoped ``client.stream_events()``.
+
+The client creates ``--tasks`` streaming tasks, starts one thread per task
+iterating its events until ``task.finished``, and reports the CPU time
+(user + system, ``getrusage``) of the streaming phase and the process's peak
+RSS. This process samples the server's open streams every 20 ms (peak, and
+the median while all iterators run). Afterwards each iterator's events are
+checked against the task's full history read on a fresh task-scoped stream:
+exactly those ids, in order. CPU time rather than wall time is the figure to
+compare: the machine is shared and loaded, wall time mostly measures the
+others' work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def client_main(mode: str, url: str, key: str, tasks: int) -> None:
+    """One mode, in its own process; prints one JSON line."""
+    from agentstream import Client, EventType, StreamOptions, TaskEvent
+
+    client = Client(url, key, timeout=60)
+    created = [client.create_task(f"bench {i}", events_streaming=True) for i in range(tasks)]
+    received: dict[str, list[TaskEvent]] = {t.id: [] for t in created}
+    errors: list[str] = []
+    start = threading.Barrier(tasks + 1)
+
+    def follow_shared(task_id: str) -> None:
+        start.wait()
+        try:
+            task = created_by_id[task_id]
+            for event in task.events():
+                received[task_id].append(event)
+        except Exception as exc:
+            errors.append(f"{task_id}: {exc!r}")
+
+    def follow_separate(task_id: str) -> None:
+        start.wait()
+        try:
+            with client.stream_events(StreamOptions(task_id=task_id)) as stream:
+                for event in stream:
+                    received[task_id].append(event)
+                    if event.type == EventType.TASK_FINISHED:
+                        break
+        except Exception as exc:
+            errors.append(f"{task_id}: {exc!r}")
+
+    created_by_id = {t.id: t for t in created}
+    target = follow_shared if mode == "shared" else follow_separate
+    threads = [threading.Thread(target=target, args=(t.id,), daemon=True) for t in created]
+    for thread in threads:
+        thread.start()
+    print("ready", flush=True)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    began = time.monotonic()
+    start.wait()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - began
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    rss_kib = after.ru_maxrss
+    print("streamed", flush=True)
+    # Check: every iterator got exactly its task's events, in order.
+    wrong = 0
+    total = 0
+    checker = Client(url, key, timeout=60)
+    for task in created:
+        with checker.stream_events(StreamOptions(task_id=task.id)) as stream:
+            truth = [e.id for e in stream]
+        got = [e.id for e in received[task.id]]
+        total += len(got)
+        if got != truth or {e.task_id for e in received[task.id]} != {task.id}:
+            wrong += 1
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "cpu": cpu,
+                "wall": wall,
+                "rss_mib": rss_kib / 1024,
+                "events": total,
+                "wrong_iterators": wrong,
+                "errors": errors[:5],
+                "error_count": len(errors),
+            }
+        ),
+        flush=True,
+    )
+
+
+def run_mode(mode: str, server: Any, tasks: int) -> dict[str, Any]:
+    child = subprocess.Popen(
+        [sys.executable, str(HERE), "--child", mode, server.url, server.api_key, str(tasks)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    samples: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(server.app.open_streams)
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    assert child.stdout.readline().strip() == "streamed"
+    done.set()
+    sampler.join()
+    line = child.stdout.readline()
+    child.wait()
+    result: dict[str, Any] = json.loads(line)
+    busy = [s for s in samples if s > 0]  # the streaming phase only
+    result["peak_streams"] = max(samples, default=0)
+    result["median_streams"] = statistics.median(busy) if busy else 0
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--pace", type=float, default=0.5, help="seconds between a task's events")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, url, key, tasks = args.child
+        client_main(mode, url, key, int(tasks))
+        return
+
+    from agentstream.server import ReferenceServer
+
+    with ReferenceServer(agent_pace=args.pace) as server:
+        results = [run_mode(mode, server, args.tasks) for mode in ("shared", "separate")]
+    shared, separate = results
+    print(f"{args.tasks} task.events() iterators, one thread each, agent pace {args.pace}s\n")
+    print(
+        "| mode | peak upstream streams | median while running | events | wrong iterators"
+        " | errors | CPU s | wall s | peak RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['mode']} | {r['peak_streams']} | {r['median_streams']:g} | {r['events']}"
+            f" | {r['wrong_iterators']} | {r['error_count']} | {r['cpu']:.2f} | {r['wall']:.1f}"
+            f" | {r['rss_mib']:.1f} |"
+        )
+    print()
+    print(f"CPU time shared/separate: {shared['cpu'] / separate['cpu']:.2f}")
+    print(f"peak RSS shared/separate: {shared['rss_mib'] / separate['rss_mib']:.2f}")
+    for r in results:
+        for error in r["errors"]:
+            print(f"{r['mode']} error: {error}")
+    print("\n(CPU time, not wall time: the machine is shared and loaded.)")
+
+
+if __name__ == "__main__":
+    main()

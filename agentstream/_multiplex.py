@@ -166,21 +166,34 @@ class SharedTaskStreams:
                     task_id=task_id, cursor=cursor, heartbeat_seconds=heartbeat_seconds
                 )
                 joined = False
+                switch_at: Optional[TaskEvent] = None
                 with self._opener.stream_events(options) as catch_up:
                     for event in catch_up:
                         if event.sequence <= last_sequence:
                             continue
+                        if subscription is not None and event.sequence >= subscription.position:
+                            # Leave the catch-up before yielding: a consumer that
+                            # takes its time must not hold this connection open.
+                            switch_at, joined = event, True
+                            break
                         last_sequence, cursor = event.sequence, event.id
                         yield event
                         if event.type == _FINISHED:
                             return
                         if subscription is None:
+                            # Subscribed after the first event is yielded, so that an
+                            # iterator abandoned at once never opens the shared stream.
                             subscription = self._subscribe(task_id, event)
                         if event.sequence >= subscription.position:
                             joined = True
                             break
                 if not joined:
                     return  # the task stream ended (204: nothing after the cursor)
+                if switch_at is not None:
+                    last_sequence, cursor = switch_at.sequence, switch_at.id
+                    yield switch_at
+                    if switch_at.type == _FINISHED:
+                        return
                 assert subscription is not None
                 # Read the shared stream's buffer.
                 while True:

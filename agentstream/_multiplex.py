@@ -171,6 +171,8 @@ class SharedTaskStreams:
                     for event in catch_up:
                         if event.sequence <= last_sequence:
                             continue
+                        if subscription is not None and subscription.ended:
+                            subscription = None  # that shared stream is gone: join a new one
                         if subscription is not None and event.sequence >= subscription.position:
                             # Leave the catch-up before yielding: a consumer that
                             # takes its time must not hold this connection open.
@@ -180,7 +182,7 @@ class SharedTaskStreams:
                         yield event
                         if event.type == _FINISHED:
                             return
-                        if subscription is None:
+                        if subscription is None or subscription.ended:
                             # Subscribed after the first event is yielded, so that an
                             # iterator abandoned at once never opens the shared stream.
                             subscription = self._subscribe(task_id, event)

@@ -14,11 +14,13 @@ process, so that its CPU time and peak RSS are its own:
 - ``separate``: what ``task.events()`` did before: each iterator opens its
   own task-scoped ``client.stream_events()``.
 
-The client creates ``--tasks`` streaming tasks, starts one thread per task
-iterating its events until ``task.finished``, and reports the CPU time
-(user + system, ``getrusage``) of the streaming phase and the process's peak
-RSS. This process samples the server's open streams every 20 ms (peak, and
-the median while the iterators run). Afterwards each iterator's events are
+The client creates ``--tasks`` streaming tasks one after the other, each
+followed at once by its own thread iterating its events until
+``task.finished``, and reports the CPU time (user + system, ``getrusage``)
+from the first creation to the last iterator's end (the creations cost the
+same in both modes) and the process's peak RSS. This process samples the
+server's open streams every 20 ms (peak, and the median while the iterators
+run). Afterwards each iterator's events are
 checked against the task's history in the server's store: exactly those
 ids, in order, all of that task. CPU time rather than wall time is the figure to
 compare: the machine is shared and loaded, wall time mostly measures the
@@ -45,43 +47,40 @@ sys.path.insert(0, str(ROOT))
 
 def client_main(mode: str, url: str, key: str, tasks: int) -> None:
     """One mode, in its own process; prints one JSON line."""
-    from agentstream import Client, EventType, StreamOptions, TaskEvent
+    from agentstream import Client, EventType, StreamOptions, Task, TaskEvent
 
     client = Client(url, key, timeout=60)
-    created = [client.create_task(f"bench {i}", events_streaming=True) for i in range(tasks)]
-    received: dict[str, list[TaskEvent]] = {t.id: [] for t in created}
+    received: dict[str, list[TaskEvent]] = {}
     errors: list[str] = []
-    start = threading.Barrier(tasks + 1)
 
-    def follow_shared(task_id: str) -> None:
-        start.wait()
+    def follow_shared(task: Task) -> None:
         try:
-            task = created_by_id[task_id]
             for event in task.events():
-                received[task_id].append(event)
+                received[task.id].append(event)
         except Exception as exc:
-            errors.append(f"{task_id}: {exc!r}")
+            errors.append(f"{task.id}: {exc!r}")
 
-    def follow_separate(task_id: str) -> None:
-        start.wait()
+    def follow_separate(task: Task) -> None:
         try:
-            with client.stream_events(StreamOptions(task_id=task_id)) as stream:
+            with client.stream_events(StreamOptions(task_id=task.id)) as stream:
                 for event in stream:
-                    received[task_id].append(event)
+                    received[task.id].append(event)
                     if event.type == EventType.TASK_FINISHED:
                         break
         except Exception as exc:
-            errors.append(f"{task_id}: {exc!r}")
+            errors.append(f"{task.id}: {exc!r}")
 
-    created_by_id = {t.id: t for t in created}
     target = follow_shared if mode == "shared" else follow_separate
-    threads = [threading.Thread(target=target, args=(t.id,), daemon=True) for t in created]
-    for thread in threads:
-        thread.start()
     print("ready", flush=True)
     before = resource.getrusage(resource.RUSAGE_SELF)
     began = time.monotonic()
-    start.wait()
+    threads = []
+    for i in range(tasks):  # create a task, follow it on its own thread, create the next
+        task = client.create_task(f"bench {i}", events_streaming=True)
+        received[task.id] = []
+        thread = threading.Thread(target=target, args=(task,), daemon=True)
+        thread.start()
+        threads.append(thread)
     for thread in threads:
         thread.join()
     wall = time.monotonic() - began
@@ -155,7 +154,7 @@ def run_mode(mode: str, server: Any, tasks: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=500)
-    parser.add_argument("--pace", type=float, default=0.5, help="seconds between a task's events")
+    parser.add_argument("--pace", type=float, default=1.0, help="seconds between a task's events")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

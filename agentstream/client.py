@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from ._bodies import ACCEPT_ENCODING, read_body, read_body_prefix
+from ._multiplex import SharedTaskStreams
 from .cursors import CursorStore, MemoryCursorStore
 from .dispatch import Registry
 from .errors import (
@@ -117,6 +118,8 @@ class Client:
         self._sessions_lock = threading.Lock()
         # Listeners of this client share it, so listen() again resumes in-process.
         self._cursors = MemoryCursorStore()
+        # One upstream connection for all of this client's task.events() iterators.
+        self.task_streams: SharedTaskStreams = SharedTaskStreams(self)
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, api_key=<hidden>)"
@@ -310,6 +313,7 @@ class Client:
 
     def close(self) -> None:
         """Release the client's connections (not a session it was given)."""
+        self.task_streams.close()
         with self._sessions_lock:
             sessions = list(self._sessions)
             self._sessions.clear()

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Optional, Protocol
 
-from .event_types import EventType, TaskStatus
+from ._multiplex import SharedTaskStreams
+from .event_types import TaskStatus
 from .models import TaskEvent, TaskSnapshot
-from .stream import StreamOpener, StreamOptions, TaskEventStream
+from .stream import StreamOpener
 
 __all__ = ["Task", "TaskAPI"]
 
@@ -23,6 +24,11 @@ class TaskAPI(StreamOpener, Protocol):
 
     def stop_task(self, task_id: str) -> Task:
         """Cancel a task."""
+        ...
+
+    @property
+    def task_streams(self) -> SharedTaskStreams:
+        """The upstream that this client's ``task.events()`` iterators share."""
         ...
 
 
@@ -138,23 +144,22 @@ class Task:
         Raises ``ValueError`` at once if the task was not created with
         ``events_streaming=True``. The iterator reconnects by itself and
         raises a network error only when the client's retry budget is spent.
-        Breaking out of the loop closes the connection.
+        Breaking out of the loop frees the iterator (and nothing else).
+
+        All the iterators of one client share one upstream connection: each
+        catches up on its own task-scoped request, then switches to the shared
+        stream at an exact sequence (see ``docs/client.md``).
+        ``heartbeat_seconds`` applies to that catch-up request; ``cursor``
+        starts after that event instead of at the task's first one.
         """
         if not self.events_streaming:
             raise ValueError(
                 f"task {self.id} was not created with events_streaming=True; "
                 "create it with client.create_task(..., events_streaming=True) to stream its events"
             )
-        options = StreamOptions(task_id=self.id, heartbeat_seconds=heartbeat_seconds, cursor=cursor)
-        return _until_finished(self._client.stream_events(options))
+        return self._client.task_streams.events(
+            self.id, cursor=cursor, heartbeat_seconds=heartbeat_seconds
+        )
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.identifier} {self.status.value}>"
-
-
-def _until_finished(stream: TaskEventStream) -> Iterator[TaskEvent]:
-    with stream:
-        for event in stream:
-            yield event
-            if event.type == EventType.TASK_FINISHED:
-                return

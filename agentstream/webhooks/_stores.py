@@ -68,10 +68,13 @@ class SQLiteDedupStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self._pid != os.getpid():
+            # Forked: checked before taking the lock, which another thread of the
+            # parent may have held at fork() time and nobody here would release.
+            self._lock = threading.Lock()
+            self._inherited.append(self._conn)
+            self._conn = self._connect()
         with self._lock:
-            if self._pid != os.getpid():
-                self._inherited.append(self._conn)
-                self._conn = self._connect()
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:

@@ -238,7 +238,26 @@ class Listener:
     @property
     def state(self) -> ListenerState:
         """Where the listener is: see :class:`~agentstream.ListenerState`."""
+        self._notice_unhooked_fork()
         return self._state
+
+    def _notice_unhooked_fork(self) -> None:
+        """A copy in a process forked without Python's fork hooks (uWSGI forks its
+        workers from C and runs them only with ``py-call-osafterfork``): no
+        thread of it survived, so reset it to ``new`` rather than let it say it
+        runs. Checked where the listener is asked about, not per event."""
+        started_in = self._started_in_pid
+        if started_in is None or started_in == os.getpid():
+            return
+        logger.warning(
+            "listener %r was started in process %d and this process (%d) was forked "
+            "from it without Python's fork hooks (uWSGI without lazy-apps?): its threads "
+            "did not survive, it is reset to 'new' (see docs/deploying.md)",
+            self.name,
+            started_in,
+            os.getpid(),
+        )
+        self._fresh_state()
 
     @property
     def cursor(self) -> Optional[str]:
@@ -259,6 +278,7 @@ class Listener:
     @property
     def running(self) -> bool:
         """True from :meth:`start` until the listener has stopped or failed."""
+        self._notice_unhooked_fork()
         return bool(self._threads) and not self._finished.is_set()
 
     @property
@@ -276,6 +296,7 @@ class Listener:
     def health(self) -> ListenerHealth:
         """A snapshot of state, lag, counters and cursors (see
         :class:`~agentstream.ListenerHealth`; ``health().ok`` is for liveness probes)."""
+        self._notice_unhooked_fork()
         with self._lock:
             last = self._last_event
             return ListenerHealth(
@@ -300,6 +321,7 @@ class Listener:
 
     def start(self) -> Listener:
         """Start the threads; the reader connects in the background. Returns the listener."""
+        self._notice_unhooked_fork()
         with self._lock:
             if self._threads:
                 raise RuntimeError("this listener was already started; create a new one")
@@ -348,6 +370,7 @@ class Listener:
         (before any handler still running) and the threads, daemons, do not
         keep the process from exiting.
         """
+        self._notice_unhooked_fork()
         with self._lock:
             self._stopping.set()
             if self._threads and not self._state.is_final:
@@ -444,6 +467,7 @@ class Listener:
         self.stop()
 
     def __repr__(self) -> str:
+        self._notice_unhooked_fork()
         return f"<Listener {self.name!r} {self._state.value} cursor={self._tracker.cursor!r}>"
 
     # -- the reader ---------------------------------------------------------------

@@ -143,3 +143,43 @@ def test_without_restart_after_fork_the_parent_runs_on_and_the_child_copy_is_new
     assert handled_by(records) == [(os.getpid(), event["id"])]
     client.close()
     store.close()
+
+
+def test_a_fork_without_pythons_fork_hooks_leaves_no_zombie_in_the_child(
+    tmp_path: Path, agentstream_server: ReferenceServer
+) -> None:
+    """uWSGI forks its workers from C, so Python's fork hooks do not run there
+    (unless ``py-call-osafterfork``): the child's copy is noticed by its pid
+    when it is asked about, and says ``new``, never that it runs."""
+    import ctypes
+
+    client, store, task_id, records = started_listener(
+        agentstream_server, tmp_path, restart_after_fork=False
+    )
+    (listener,) = STARTED
+    result_read, result_write = os.pipe()
+    # libc's fork() with the GIL held, as uWSGI's master calls it: none of
+    # os.register_at_fork's hooks run.
+    pid = ctypes.PyDLL(None).fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 70
+        try:
+            seen = f"{listener.running} {listener.state.value} {listener.health().state.value}"
+            os.write(result_write, seen.encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(result_write)
+    ready, _, _ = select.select([result_read], [], [], 20)
+    seen = os.read(result_read, 100).decode() if ready else "no answer from the child"
+    os.close(result_read)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert seen == "False new new"
+    # The parent's copy runs on.
+    assert listener.state == ListenerState.CONNECTED
+    event = agentstream_server.store.publish("message.chunk", "in the parent", task_id)
+    assert listener.wait_handled(event["sequence"])
+    assert handled_by(records) == [(os.getpid(), event["id"])]
+    client.close()
+    store.close()

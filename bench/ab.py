@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python bench/ab.py --base HEAD~1 --clients as-listener,launchdarkly
     .venv/bin/python bench/ab.py --base main --framing per-event --rounds 7
+    .venv/bin/python bench/ab.py --base 30a3b55 --instructions   # callgrind counts
 
 The working tree is "after"; ``--base`` (any git revision) is checked out into
 a temporary worktree and is "before". ``bench/peers.py``'s server serves
@@ -16,6 +17,11 @@ those of ``bench/peer_clients.py`` (``as-sse``, ``as-typed``,
 ``launchdarkly``, ...), whose working-tree copy runs every
 client: only agentstream itself comes from ``--base``. Peers are run once per
 round, not per revision.
+
+With ``--instructions`` every run is counted under callgrind instead
+(``bench/callgrind.py``): instructions per event from floods of ``--events``
+and a quarter of it, which the machine's load does not move; the "×" columns
+are then the inverse ratio (throughput, CPU-bound).
 """
 
 import argparse
@@ -32,7 +38,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import peers  # noqa: E402  (bench/ is not a package)
+import callgrind  # noqa: E402  (bench/ is not a package)
+import peers  # noqa: E402
 import wire  # noqa: E402
 from peer_clients import AGENTSTREAM, DURABLE  # noqa: E402
 
@@ -64,14 +71,40 @@ def flood(repo: Path, key: str, url: str, n: int) -> tuple[float, float]:
     return events / float(result["seconds"]), events / float(result["cpu_seconds"])
 
 
+def instructions_per_event(repo: Path, key: str, base: str, n: int) -> float:
+    """Instructions per event of ``key`` with ``repo``'s agentstream, under callgrind:
+    the difference between floods of ``n`` and ``n // 4`` events."""
+    runs: list[tuple[int, int]] = []
+    for size in (max(1, n // 4), n):
+        job = json.dumps({"client": key, "test": "flood", "base": f"{base}/{size}", "n": size})
+        count, _ = callgrind.count(
+            [sys.executable, str(HERE / "peer_clients.py"), job],
+            env=dict(os.environ, PYTHONPATH=str(repo)),
+            cwd=repo,
+        )
+        runs.append((size, count))
+    return callgrind.per_event(runs[0], runs[1])
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="HEAD", help="the 'before' revision (HEAD)")
     parser.add_argument("--clients", default="as-typed,as-listener", help="comma-separated keys")
     parser.add_argument("--framing", default="chunked", choices=wire.FRAMINGS)
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--events", type=int, help="events per flood (100,000; 20,000 counted)")
+    parser.add_argument("--rounds", type=int, help="rounds (5; 1 with --instructions)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instructions per event under callgrind (--events defaults to 20,000)",
+    )
     args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.instructions else 5
+    if args.events is None:
+        args.events = 20_000 if args.instructions else 100_000
+    if args.instructions and not callgrind.available():
+        parser.error("--instructions needs valgrind (Debian: apt-get install valgrind)")
 
     with tempfile.TemporaryDirectory(prefix="agentstream-ab-") as scratch:
         before = Path(scratch) / "before"
@@ -89,10 +122,15 @@ def main(argv: Optional[list[str]] = None) -> None:
             rates: dict[str, list[float]] = {label: [] for label, _, _ in rows}
             cpu_rates: dict[str, list[float]] = {label: [] for label, _, _ in rows}
             with wire.server_process(peers.serve, config) as port:
-                url = f"http://127.0.0.1:{port}/flood/{args.framing}/{args.events}"
+                base = f"http://127.0.0.1:{port}/flood/{args.framing}"
                 for _ in range(args.rounds):
                     for label, key, repo in rows:
-                        rate, cpu_rate = flood(repo, key, url, args.events)
+                        if args.instructions:
+                            each = instructions_per_event(repo, key, base, args.events)
+                            rates[label].append(each)
+                            wire.progress(f"{label}: {each:,.0f} instructions/event")
+                            continue
+                        rate, cpu_rate = flood(repo, key, f"{base}/{args.events}", args.events)
                         rates[label].append(rate)
                         cpu_rates[label].append(cpu_rate)
         finally:
@@ -100,6 +138,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=True
             )
 
+    if args.instructions:
+        print_instructions(args, rows, rates)
+        return
     print(f"{args.events:,} events, {args.framing}, {args.rounds} rounds, medians (events/s)\n")
     print("| client | events/s | × first row | rounds (k/s) | events per CPU-s | × first row |")
     print("|---|---:|---:|---|---:|---:|")
@@ -117,6 +158,22 @@ def main(argv: Optional[list[str]] = None) -> None:
         "\nEvents per CPU-s: the events over the client process's CPU time in the same "
         "window (load elsewhere on the machine moves it less than the wall clock)."
     )
+
+
+def print_instructions(
+    args: argparse.Namespace, rows: list[tuple[str, str, Path]], counts: dict[str, list[float]]
+) -> None:
+    print(
+        f"{args.events // 4:,} and {args.events:,} events, {args.framing}, {args.rounds} "
+        "round(s) under callgrind, medians (instructions per event)\n"
+    )
+    print("| client | instructions/event | throughput × first row (inverse) | rounds |")
+    print("|---|---:|---:|---|")
+    first = statistics.median(counts[rows[0][0]])
+    for label, _, _ in rows:
+        median = statistics.median(counts[label])
+        each = ", ".join(f"{value:,.0f}" for value in counts[label])
+        print(f"| {label} | {median:,.0f} | {first / median:.3f} | {each} |")
 
 
 if __name__ == "__main__":

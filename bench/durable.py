@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/durable.py             # 100,000 events, 5 rounds (~3 min on 2 cores)
     .venv/bin/python bench/durable.py --quick     # 20,000 events, 1 round (smoke run)
     .venv/bin/python bench/durable.py --events 50000 --framings chunked,close
+    .venv/bin/python bench/durable.py --instructions   # callgrind counts (~8 min)
 
 The same flood (``bench/peers.py``'s server: valid ``task.updated`` envelopes,
 in the three framings), the same handler, through four Listeners of
@@ -27,8 +28,14 @@ and how many times the store was written (the last write is the one on stop,
 after the timed part); then the trickle latency
 (an event every 5 ms, each carrying its send time) of each Listener.
 
-The report (Markdown) goes to stdout and to ``bench/results/durable.md``;
-progress goes to stderr.
+With ``--instructions``, each client's flood runs under callgrind instead
+(``bench/callgrind.py``) at ``--events`` and at a quarter of it, and the
+report gives instructions per event and their inverse ratio to the in-memory
+Listener: the same comparison with the machine's load taken out, since the
+wall clock of identical runs on the shared machine varied by up to 1.9×.
+
+The report (Markdown) goes to stdout and to ``bench/results/durable.md``
+(``durable-instructions.md`` with ``--instructions``); progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ from typing import Any, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import peers  # noqa: E402  (bench/ is not a package)
+import callgrind  # noqa: E402  (bench/ is not a package)
+import peers  # noqa: E402
 import wire  # noqa: E402
 from peer_clients import BY_KEY, REDIS_URL_ENV  # noqa: E402
 
@@ -68,6 +76,7 @@ TARGET = 0.9
 """Issues 12 and 13: every durable store (Redis with its lease renewing) at least
 0.9 × the in-memory Listener, every framing."""
 RESULTS = HERE / "results" / "durable.md"
+INSTRUCTION_RESULTS = HERE / "results" / "durable-instructions.md"
 DEADLINE = 300.0
 """Seconds a measurement may take before it is killed and the run fails."""
 
@@ -164,6 +173,87 @@ def trickles(base: str, args: argparse.Namespace) -> dict[tuple[str, str], list[
                 p50, p99 = peers.percentiles(latencies)
                 wire.progress(f"{framing:9} {key:20} trickle p50 {p50:.2f} ms p99 {p99:.2f} ms")
     return results
+
+
+def instruction_floods(
+    base: str, args: argparse.Namespace
+) -> dict[tuple[str, str], list[tuple[float, dict[str, Any]]]]:
+    """(framing, client) -> per round, (instructions per event, the large run's result)."""
+    results: dict[tuple[str, str], list[tuple[float, dict[str, Any]]]] = {}
+    small = max(1, args.events // 4)
+    for round_number in range(args.rounds):
+        wire.progress(f"-- callgrind round {round_number + 1}/{args.rounds}")
+        for framing in args.framings:
+            for key in rotated(CLIENTS, round_number):
+                runs: list[tuple[int, int]] = []
+                result: dict[str, Any] = {}
+                for n in (small, args.events):
+                    job = {"client": key, "test": "flood", "base": f"{base}/flood/{framing}/{n}"}
+                    job["n"] = n
+                    command = [sys.executable, str(HERE / "peer_clients.py"), json.dumps(job)]
+                    instructions, result = callgrind.count(command)
+                    runs.append((n, instructions))
+                each = callgrind.per_event(runs[0], runs[1])
+                results.setdefault((framing, key), []).append((each, result))
+                wire.progress(
+                    f"{framing:9} {key:20} {each:>9,.0f} instructions/event  "
+                    f"writes {result.get('store_saves', '')} "
+                    f"renewals {result.get('store_renewals', '')}"
+                )
+    return results
+
+
+def instruction_report(
+    args: argparse.Namespace,
+    results: dict[tuple[str, str], list[tuple[float, dict[str, Any]]]],
+    wall: float,
+) -> str:
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    lines = [
+        "# The Listener with durable cursor stores, beside the in-memory one: instructions",
+        "",
+        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {wall:.0f} s; "
+        f"load average at the end {load} (which does not change the counts)",
+        f"- command: `{args.command}`",
+        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs (shared), "
+        f"Python {platform.python_version()}; agentstream {peers.source_state()}",
+        f"- floods of `task.updated` of {args.events // 4:,} and {args.events:,} events, "
+        "each in its own process under `valgrind --tool=callgrind` (all the process's "
+        f"threads); instructions per event = the difference over the {args.events * 3 // 4:,} "
+        f"extra events; {args.rounds} round(s), the median shown",
+        "- under callgrind the client runs about 50 times slower, so the keeper's "
+        "time-driven saves and the lease renewals are about 50 times more frequent per "
+        "event than in a real run: the counts include them (this favours in-memory)",
+        "",
+        "## Instructions per event (median of the rounds)",
+        "",
+        "| framing | Listener | instructions/event | throughput × in-memory (inverse ratio) "
+        "| rounds | store writes (large run) | lease renewals (large run) |",
+        "|---|---|---:|---:|---|---:|---:|",
+    ]
+    ratios: dict[tuple[str, str], float] = {}
+    for framing in args.framings:
+        first = statistics.median(each for each, _ in results[(framing, CLIENTS[0])])
+        for key in CLIENTS:
+            runs = results[(framing, key)]
+            median = statistics.median(each for each, _ in runs)
+            ratios[(framing, key)] = first / median
+            rounds = ", ".join(f"{each:,.0f}" for each, _ in runs)
+            writes = ", ".join(str(r["store_saves"]) for _, r in runs if "store_saves" in r)
+            renewals = ", ".join(str(r["store_renewals"]) for _, r in runs if "store_renewals" in r)
+            lines.append(
+                f"| {framing} | {SHORT[key]} | {median:,.0f} | {first / median:.3f} | {rounds} "
+                f"| {writes or '(memory)'} | {renewals or '(memory)'} |"
+            )
+    lines += ["", f"## Target (issues 12, 13): durable ≥ {TARGET} × in-memory, every framing", ""]
+    for framing in args.framings:
+        for key in CLIENTS[1:]:
+            ratio = ratios[(framing, key)]
+            verdict = "MET" if ratio >= TARGET else "**MISSED**"
+            lines.append(
+                f"- {verdict} {framing}, {SHORT[key]}: {ratio:.3f} × in-memory (instructions)"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def report(
@@ -269,15 +359,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "--trickle-events", type=int, help="trickle events, 5 ms apart (400; quick 100; 0: none)"
     )
     parser.add_argument("--trickle-rounds", type=int, default=1, help="trickle rounds (1)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per event under callgrind instead of timing "
+        "(--events defaults to 20,000 and --rounds to 1; no trickle)",
+    )
     args = parser.parse_args(argv)
     args.framings = [f.strip() for f in args.framings.split(",") if f.strip()]
     unknown = sorted(set(args.framings) - set(wire.FRAMINGS))
     if unknown or not args.framings:
         parser.error(f"unknown framing(s) {unknown}; choose from {', '.join(wire.FRAMINGS)}")
     if args.events is None:
-        args.events = 20_000 if args.quick else 100_000
+        args.events = 20_000 if args.quick or args.instructions else 100_000
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 5
+        args.rounds = 1 if args.quick or args.instructions else 5
+    if args.instructions and not callgrind.available():
+        parser.error("--instructions needs valgrind (Debian: apt-get install valgrind)")
     if args.trickle_events is None:
         args.trickle_events = 100 if args.quick else 400
     if args.trickle_events and args.trickle_events <= peers.TRICKLE_WARMUP:
@@ -298,13 +396,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     with redis_server() as redis_url, wire.server_process(peers.serve, config) as port:
         os.environ[REDIS_URL_ENV] = redis_url  # inherited by every measurement
         base = f"http://127.0.0.1:{port}"
-        flood_results = floods(base, args)
-        trickle_results = trickles(base, args) if args.trickle_events else {}
-    text = report(args, flood_results, trickle_results, time.perf_counter() - started)
+        if args.instructions:
+            counted = instruction_floods(base, args)
+        else:
+            flood_results = floods(base, args)
+            trickle_results = trickles(base, args) if args.trickle_events else {}
+    wall = time.perf_counter() - started
+    if args.instructions:
+        text, path = instruction_report(args, counted, wall), INSTRUCTION_RESULTS
+    else:
+        text, path = report(args, flood_results, trickle_results, wall), RESULTS
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
-    wire.progress(f"written to {RESULTS}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    wire.progress(f"written to {path}")
 
 
 if __name__ == "__main__":

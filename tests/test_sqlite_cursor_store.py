@@ -20,7 +20,7 @@ from .test_file_cursor_store import run_in_fork
 def test_wal_and_busy_timeout(tmp_path: Path) -> None:
     store = SQLiteCursorStore(tmp_path / "c.sqlite3")
     try:
-        conn = store._conn
+        conn = store._db.connection
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == store.busy_timeout_ms
     finally:

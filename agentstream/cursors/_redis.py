@@ -5,10 +5,10 @@ Needs the ``redis`` extra (redis-py), imported when a store is created.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..errors import AgentStreamError, ConfigurationError, LeaseLostError, redact
+from .._redis import RedactedRedis
+from ..errors import LeaseLostError
 from ._protocol import TokenWatermark
 
 if TYPE_CHECKING:
@@ -86,22 +86,6 @@ return {lease[1], tonumber(lease[2]), tonumber(lease[3]) - now}
 )
 
 
-def _secrets_of_url(url: str) -> tuple[str, ...]:
-    parts = urlsplit(url)
-    found = [parts.password or ""]
-    found += parse_qs(parts.query).get("password", [])
-    return tuple(secret for secret in found if secret)
-
-
-def _redacted_url(url: str, secrets: tuple[str, ...]) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        user = parts.username or ""
-        host = parts.netloc.rpartition("@")[2]
-        parts = parts._replace(netloc=f"{user}:<redacted>@{host}")
-    return str(redact(urlunsplit(parts), secrets))
-
-
 class RedisCursorStore:
     """Cursors and leases in Redis: one consumer per name across hosts.
 
@@ -126,31 +110,10 @@ class RedisCursorStore:
         *,
         prefix: str = "agentstream:",
     ) -> None:
-        try:
-            import redis
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ConfigurationError(
-                "RedisCursorStore needs redis-py: pip install 'agentstream[redis]'"
-            ) from exc
         self.prefix = prefix
-        if isinstance(url_or_client, str):
-            self._secrets = _secrets_of_url(url_or_client)
-            self._where = _redacted_url(url_or_client, self._secrets)
-            # Bounded socket waits, so that a renewal on a hung server fails in
-            # time to stop dispatching; options in the URL win.
-            self._redis: redis.Redis = self._call(
-                redis.Redis.from_url,
-                url_or_client,
-                socket_timeout=5.0,
-                socket_connect_timeout=5.0,
-            )
-        else:
-            self._redis = url_or_client
-            kwargs = url_or_client.connection_pool.connection_kwargs
-            password = kwargs.get("password")
-            self._secrets = (password,) if isinstance(password, str) and password else ()
-            where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-            self._where = f"<client {where}/{kwargs.get('db', 0)}>"
+        self._connection = RedactedRedis(url_or_client, owner="RedisCursorStore")
+        self._redis: redis.Redis = self._connection.client
+        self._call = self._connection.call
         self._tokens = TokenWatermark()
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._renew = self._redis.register_script(_RENEW)
@@ -159,21 +122,7 @@ class RedisCursorStore:
         self._lease_holder = self._redis.register_script(_LEASE_HOLDER)
 
     def __repr__(self) -> str:
-        return f"RedisCursorStore({self._where!r}, prefix={self.prefix!r})"
-
-    def _call(self, operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run one redis-py call; an error whose text holds the password (redis-py
-        puts connection details in some messages) is re-raised with it replaced,
-        and without the original attached."""
-        try:
-            return operation(*args, **kwargs)
-        except Exception as exc:
-            replacement = _redacted_error(exc, self._secrets)
-            if replacement is None:
-                raise
-        # Raised outside the except block, so that the original (which holds the
-        # password) is not kept as the replacement's __context__.
-        raise replacement
+        return f"RedisCursorStore({self._connection.where!r}, prefix={self.prefix!r})"
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}:{name}"
@@ -220,19 +169,7 @@ class RedisCursorStore:
 
     def close(self) -> None:
         """Close the client's connections (also those of a client passed in)."""
-        self._call(self._redis.close)
-
-
-def _redacted_error(exc: Exception, secrets: tuple[str, ...]) -> Optional[Exception]:
-    """A copy of ``exc`` with every secret replaced, or None if it shows none."""
-    text = str(exc)
-    if not any(secret in text or secret in repr(exc.args) for secret in secrets):
-        return None
-    clean = str(redact(text, secrets))
-    try:
-        return type(exc)(clean)
-    except Exception:  # an error class that takes other arguments
-        return AgentStreamError(clean)
+        self._connection.close()
 
 
 def _text(value: Any) -> str:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Optional, Union
 
+from .._sqlite import DEFAULT_BUSY_TIMEOUT_MS, SharedConnection
 from ..errors import LeaseLostError
 from ._protocol import TokenWatermark
 
@@ -34,53 +32,19 @@ class SQLiteCursorStore:
     ``os.fork()`` opens its own connection there.
     """
 
-    busy_timeout_ms = 5000
+    busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS
 
     def __init__(self, path: Union[str, os.PathLike[str]]) -> None:
         self.path: str = str(path)
-        self._lock = threading.Lock()
         self._tokens = TokenWatermark()
-        # A connection inherited across fork() must never be used nor closed in
-        # the child (SQLite's rule): kept here so it is not garbage-collected.
-        self._inherited: list[sqlite3.Connection] = []
-        self._conn = self._connect()
+        self._db = SharedConnection(self.path, busy_timeout_ms=self.busy_timeout_ms)
+        self._transaction = self._db.transaction
         with self._transaction() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
 
     def __repr__(self) -> str:
         return f"SQLiteCursorStore({self.path!r})"
-
-    def _connect(self) -> sqlite3.Connection:
-        self._pid = os.getpid()
-        conn = sqlite3.connect(
-            self.path,
-            check_same_thread=False,
-            isolation_level=None,
-            timeout=self.busy_timeout_ms / 1000,
-        )
-        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        if self._pid != os.getpid():
-            # Forked: checked before taking the lock, which another thread of the
-            # parent may have held at fork() time and nobody here would release.
-            self._lock = threading.Lock()
-            self._inherited.append(self._conn)
-            self._conn = self._connect()
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
 
     def load(self, name: str) -> Optional[str]:
         with self._transaction() as conn:
@@ -165,5 +129,4 @@ class SQLiteCursorStore:
 
     def close(self) -> None:
         """Close the database connection."""
-        with self._lock:
-            self._conn.close()
+        self._db.close()

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Union
 
-from ..cursors._redis import _redacted_error, _redacted_url, _secrets_of_url
-from ..errors import ConfigurationError
+from .._redis import RedactedRedis
+from .._sqlite import DEFAULT_BUSY_TIMEOUT_MS, SharedConnection
 from ._dedup import Claim
 
 if TYPE_CHECKING:
@@ -32,16 +28,15 @@ class SQLiteDedupStore:
     once a minute. Expiry is judged by the host's ``time.time()``.
     """
 
-    busy_timeout_ms = 5000
+    busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS
 
     def __init__(self, path: Union[str, os.PathLike[str]], *, table: str = "webhook_dedup") -> None:
         if not table.isidentifier():
             raise ValueError("table must be an SQL identifier")
         self.path: str = str(path)
         self.table: str = table
-        self._lock = threading.Lock()
-        self._inherited: list[sqlite3.Connection] = []  # kept across fork(), never used
-        self._conn = self._connect()
+        self._db = SharedConnection(self.path, busy_timeout_ms=self.busy_timeout_ms)
+        self._transaction = self._db.transaction
         self._next_sweep = 0.0
         with self._transaction() as conn:
             conn.execute(
@@ -52,37 +47,6 @@ class SQLiteDedupStore:
 
     def __repr__(self) -> str:
         return f"SQLiteDedupStore({self.path!r})"
-
-    def _connect(self) -> sqlite3.Connection:
-        self._pid = os.getpid()
-        conn = sqlite3.connect(
-            self.path,
-            check_same_thread=False,
-            isolation_level=None,
-            timeout=self.busy_timeout_ms / 1000,
-        )
-        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        if self._pid != os.getpid():
-            # Forked: checked before taking the lock, which another thread of the
-            # parent may have held at fork() time and nobody here would release.
-            self._lock = threading.Lock()
-            self._inherited.append(self._conn)
-            self._conn = self._connect()
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
 
     def claim(self, event_id: str, ttl: float) -> Claim:
         now = time.time()
@@ -120,8 +84,7 @@ class SQLiteDedupStore:
 
     def close(self) -> None:
         """Close the connection."""
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
 
 # KEYS: the id's key. ARGV: ttl_ms, in-progress marker. -> the state found, or false.
@@ -152,43 +115,15 @@ class RedisDedupStore:
     def __init__(
         self, url_or_client: Union[str, redis.Redis], *, prefix: str = "agentstream:"
     ) -> None:
-        try:
-            import redis
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ConfigurationError(
-                "RedisDedupStore needs redis-py: pip install 'agentstream[redis]'"
-            ) from exc
         self.prefix = prefix
-        if isinstance(url_or_client, str):
-            self._secrets = _secrets_of_url(url_or_client)
-            self._where = _redacted_url(url_or_client, self._secrets)
-            self._redis: redis.Redis = self._call(
-                redis.Redis.from_url,
-                url_or_client,
-                socket_timeout=5.0,
-                socket_connect_timeout=5.0,
-            )
-        else:
-            self._redis = url_or_client
-            kwargs = url_or_client.connection_pool.connection_kwargs
-            password = kwargs.get("password")
-            self._secrets = (password,) if isinstance(password, str) and password else ()
-            where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-            self._where = f"<client {where}/{kwargs.get('db', 0)}>"
+        self._connection = RedactedRedis(url_or_client, owner="RedisDedupStore")
+        self._redis: redis.Redis = self._connection.client
+        self._call = self._connection.call
         self._claim = self._redis.register_script(_CLAIM)
         self._release = self._redis.register_script(_RELEASE)
 
     def __repr__(self) -> str:
-        return f"RedisDedupStore({self._where!r}, prefix={self.prefix!r})"
-
-    def _call(self, operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return operation(*args, **kwargs)
-        except Exception as exc:
-            replacement = _redacted_error(exc, self._secrets)
-            if replacement is None:
-                raise
-        raise replacement  # outside the except block: the original is not attached
+        return f"RedisDedupStore({self._connection.where!r}, prefix={self.prefix!r})"
 
     def _key(self, event_id: str) -> str:
         return f"{self.prefix}dedup:{event_id}"
@@ -211,4 +146,4 @@ class RedisDedupStore:
 
     def close(self) -> None:
         """Close the client's connections."""
-        self._call(self._redis.close)
+        self._connection.close()

@@ -210,6 +210,39 @@ def test_store_rejects_unknown_types_and_tasks(tmp_path: Path) -> None:
         EventStore(tmp_path / "r.sqlite3", retention=0)
 
 
+def test_write_transaction_lends_the_stores_connection_and_commits_or_rolls_back(
+    tmp_path: Path,
+) -> None:
+    from agentstream.server import StoreClosedError
+
+    path = tmp_path / "w.sqlite3"
+    with EventStore(path) as store:
+        store.publish("message.chunk", "one")
+        store.write_transaction(lambda conn, head: conn.execute("CREATE TABLE mine (v INTEGER)"))
+        # ``head`` is the last sequence, read in the same transaction.
+        assert store.write_transaction(
+            lambda conn, head: conn.execute("INSERT INTO mine VALUES (?)", (head,)).rowcount
+        )
+
+        def fail(conn: Any, head: int) -> None:
+            conn.execute("INSERT INTO mine VALUES (99)")
+            raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError, match="rolled back"):
+            store.write_transaction(fail)
+        rows = store.write_transaction(
+            lambda conn, head: conn.execute("SELECT v FROM mine").fetchall()
+        )
+        assert rows == [(1,)]
+        store.publish("message.chunk", "two")  # the store goes on as before
+    with pytest.raises(StoreClosedError):
+        store.write_transaction(lambda conn, head: None)
+    with EventStore(path) as reopened:  # committed to the file
+        assert reopened.write_transaction(
+            lambda conn, head: (head, conn.execute("SELECT v FROM mine").fetchall())
+        ) == (2, [(1,)])
+
+
 # ---------------------------------------------------------------- CLI
 
 

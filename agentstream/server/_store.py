@@ -272,6 +272,25 @@ class EventStore:
                 self._cond.notify_all()
             return result
 
+    def write_transaction(self, fn: Callable[[sqlite3.Connection, int], _T]) -> _T:
+        """Run ``fn(connection, head_sequence)`` in one write transaction of the store.
+
+        For a component that keeps tables of its own in the store's database
+        (the webhook delivery worker): the store opens its file with
+        ``locking_mode=EXCLUSIVE`` (one server per file), so no second
+        connection can write to it; this lends the store's own connection and
+        transaction. The transaction commits when ``fn`` returns and rolls
+        back when it raises (the exception propagates). ``head_sequence`` is
+        the last event's sequence at the start of the transaction, so what
+        ``fn`` records is consistent with it (no event is appended meanwhile).
+
+        ``fn`` runs under the store's lock, so it must not call the store, and
+        it must not write the ``events`` or ``tasks`` tables (use
+        :meth:`publish` and the task methods). Raises
+        :class:`StoreClosedError` once the store is closed.
+        """
+        return self._write(lambda tx: fn(tx.conn, tx.head))
+
     def _apply_retention(self, tx: _Tx) -> int:
         deleted = self._deleted_through
         limit = tx.head - self._retention

@@ -302,7 +302,7 @@ class WebhookDelivery:
         # The store's own write transaction, on its connection: the file is locked
         # by the store (one server per file), so no second connection can open it.
         # ``fn`` runs under the store's lock: it must not call the store.
-        return self.store._write(lambda tx: fn(tx.conn))
+        return self.store.write_transaction(lambda conn, head: fn(conn))
 
     @staticmethod
     def _create_tables(conn: Any) -> None:
@@ -386,7 +386,7 @@ class WebhookDelivery:
             assert created is not None
             return created, True
 
-        result = self.store._write(lambda tx: create(tx.conn, tx.head))
+        result = self.store.write_transaction(create)
         self._subscriptions_did_change()
         logger.info("webhook subscription %s created for %s", result[0].id, url)
         return result

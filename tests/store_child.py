@@ -4,11 +4,14 @@
 
 The spec is ``{"kind": "sqlite"|"file", "path": ...}``,
 ``{"kind": "redis", "url": ..., "prefix": ...}`` or ``{"kind": "django",
-"db": ...}`` (the test project on that database). The child opens the store,
+"db": ...}`` (the test project on that database); with ``"dedup": true``, the
+dedup store of that kind (sqlite, redis, django). The child opens the store,
 prints ``ready`` (or ``error: <message>`` and exits 3), then answers one JSON
 line per command read on stdin: ``["acquire", name, holder, ttl]`` -> token
 or null; ``["save_fenced", name, cursor, token]`` -> "ok" or "lost";
-``["load", name]`` -> the cursor. End of input ends it.
+``["load", name]`` -> the cursor; ``["claim", event_id, ttl]`` -> the claim's
+value, ``["complete", event_id, retention]`` and ``["release", event_id]``
+-> "ok". End of input ends it.
 """
 
 from __future__ import annotations
@@ -24,22 +27,44 @@ from agentstream.errors import ConfigurationError, LeaseLostError
 
 
 def open_store(spec: dict[str, Any]) -> Any:
+    if spec.get("dedup"):
+        return open_dedup_store(spec)
     if spec["kind"] == "sqlite":
         return SQLiteCursorStore(spec["path"])
     if spec["kind"] == "file":
         return FileCursorStore(spec["path"])
     if spec["kind"] == "redis":
         return RedisCursorStore(spec["url"], prefix=spec["prefix"])
-    if spec["kind"] == "django":  # the test project, on the parent's test database
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        os.environ["DJANGO_PROJECT_DB"] = spec["db"]
-        from tests.django_project import setup
-
-        setup()
+    if spec["kind"] == "django":
+        setup_django(spec["db"])
         from agentstream.contrib.django.store import DjangoCursorStore
 
         return DjangoCursorStore()
     raise ValueError(spec["kind"])
+
+
+def open_dedup_store(spec: dict[str, Any]) -> Any:
+    from agentstream.webhooks import RedisDedupStore, SQLiteDedupStore
+
+    if spec["kind"] == "sqlite":
+        return SQLiteDedupStore(spec["path"])
+    if spec["kind"] == "redis":
+        return RedisDedupStore(spec["url"], prefix=spec["prefix"])
+    if spec["kind"] == "django":
+        setup_django(spec["db"])
+        from agentstream.contrib.django.store import DjangoDedupStore
+
+        return DjangoDedupStore()
+    raise ValueError(spec["kind"])
+
+
+def setup_django(db: str) -> None:
+    """The test project, on the parent's test database."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    os.environ["DJANGO_PROJECT_DB"] = db
+    from tests.django_project import setup
+
+    setup()
 
 
 def answer(store: Any, command: list[Any]) -> Any:
@@ -53,6 +78,14 @@ def answer(store: Any, command: list[Any]) -> Any:
         return "ok"
     if command[0] == "load":
         return store.load(command[1])
+    if command[0] == "claim":
+        return store.claim(command[1], float(command[2])).value
+    if command[0] == "complete":
+        store.complete(command[1], float(command[2]))
+        return "ok"
+    if command[0] == "release":
+        store.release(command[1])
+        return "ok"
     raise ValueError(command[0])
 
 

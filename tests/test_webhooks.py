@@ -1,5 +1,6 @@
 """agentstream.webhooks on the receiving side: verify, the receiver's answers,
-de-duplication (memory, SQLite, a real Redis) and handled-once across retries.
+the deduplicating registry and handled-once across retries (the dedup stores
+themselves: test_dedup_stores.py).
 
 Deliveries are signed with ``standardwebhooks`` itself (tests/webhook_fixtures.py),
 so agentstream's verifier is checked against the specification's library.
@@ -9,14 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-import redis
 import requests
 import standardwebhooks
 
@@ -26,11 +23,8 @@ from agentstream.models import MessageChunkEvent, TaskEvent
 from agentstream.webhooks import (
     Claim,
     DeduplicatingRegistry,
-    DedupStore,
     MemoryDedupStore,
     Outcome,
-    RedisDedupStore,
-    SQLiteDedupStore,
     WebhookReceiver,
     agentrail_signature,
     generate_secret,
@@ -38,7 +32,6 @@ from agentstream.webhooks import (
     verify,
 )
 
-from .redis_server import RedisServer
 from .webhook_fixtures import (
     OTHER_SECRET,
     SECRET,
@@ -378,97 +371,7 @@ def test_the_receivers_repr_shows_no_secret(receiver: WebhookReceiver) -> None:
     assert SECRET[6:] not in repr(receiver)
 
 
-# -- dedup stores ----------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
-) -> Iterator[DedupStore]:
-    if request.param == "memory":
-        yield MemoryDedupStore()
-    elif request.param == "sqlite":
-        sqlite = SQLiteDedupStore(tmp_path / "cursors.sqlite3")
-        yield sqlite
-        sqlite.close()
-    else:
-        prefix = f"t{time.monotonic_ns()}:"
-        redis_store = RedisDedupStore(redis_server.url, prefix=prefix)
-        yield redis_store
-        redis_store.close()
-
-
-def test_a_claim_is_held_then_handled_or_released(store: DedupStore) -> None:
-    assert store.claim("evt_1", 30) is Claim.CLAIMED
-    assert store.claim("evt_1", 30) is Claim.IN_PROGRESS
-    store.release("evt_1")
-    assert store.claim("evt_1", 30) is Claim.CLAIMED
-    store.complete("evt_1", 30)
-    assert store.claim("evt_1", 30) is Claim.HANDLED
-    store.release("evt_1")  # a handled id is not released
-    assert store.claim("evt_1", 30) is Claim.HANDLED
-    assert store.claim("evt_2", 30) is Claim.CLAIMED
-
-
-def test_claims_and_handled_ids_expire(store: DedupStore) -> None:
-    assert store.claim("evt_1", 0.05) is Claim.CLAIMED
-    assert store.claim("evt_2", 30) is Claim.CLAIMED
-    store.complete("evt_2", 0.05)
-    expired = threading.Event()
-    deadline = time.monotonic() + 5
-    while store.claim("evt_1", 30) is not Claim.CLAIMED and time.monotonic() < deadline:
-        expired.wait(0.01)
-    while store.claim("evt_2", 30) is not Claim.CLAIMED and time.monotonic() < deadline:
-        expired.wait(0.01)
-    assert time.monotonic() < deadline, "claims did not expire"
-
-
-def test_concurrent_claims_grant_one(store: DedupStore) -> None:
-    results: list[Claim] = []
-    lock = threading.Lock()
-    start = threading.Barrier(8)
-
-    def claim() -> None:
-        start.wait(5)
-        outcome = store.claim("evt_race", 30)
-        with lock:
-            results.append(outcome)
-
-    threads = [threading.Thread(target=claim) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert sorted(results) == sorted([Claim.CLAIMED] + [Claim.IN_PROGRESS] * 7)
-
-
-def test_the_sqlite_store_shares_the_cursor_stores_database(tmp_path: Path) -> None:
-    from agentstream.cursors import SQLiteCursorStore
-
-    path = tmp_path / "app.sqlite3"
-    cursors = SQLiteCursorStore(path)
-    dedup = SQLiteDedupStore(path)
-    cursors.save("default", "evt_9")
-    assert dedup.claim("evt_9", 30) is Claim.CLAIMED
-    dedup.complete("evt_9", 30)
-    again = SQLiteDedupStore(path)  # another process would open it the same way
-    assert again.claim("evt_9", 30) is Claim.HANDLED
-    assert cursors.load("default") == "evt_9"
-    for store in (dedup, again):
-        store.close()
-
-
-def test_the_redis_store_password_never_shows(redis_servers: Any) -> None:
-    server = redis_servers.start(password="s3cr3t-pass")
-    store = RedisDedupStore(server.url.replace("s3cr3t-pass", "wrong-pass"))
-    assert "s3cr3t" not in repr(store)
-    assert "wrong-pass" not in repr(store)
-    with pytest.raises(redis.AuthenticationError) as info:
-        store.claim("evt_1", 30)
-    assert "wrong-pass" not in str(info.value)
-    good = RedisDedupStore(server.url)
-    assert good.claim("evt_1", 30) is Claim.CLAIMED
-    good.close()
+# The dedup stores' shared suite (memory, SQLite, Redis, Django) is test_dedup_stores.py.
 
 
 # -- the deduplicating registry --------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The one table of the app: each listener name's cursor and lease."""
+"""The tables of the app: each listener name's cursor and lease, and the event
+ids claimed for handling once (webhooks and the stream)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,25 @@ class ListenerCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.cursor or '(none)'}"
+
+
+class WebhookDedup(models.Model):
+    """An event id claimed by the webhook receiver or the listener: handled
+    once across both paths.
+
+    ``state`` is ``in_progress`` while the handlers run and ``handled`` once
+    they succeeded; the row counts until ``expires_at`` (``time.time()`` of the
+    host that wrote it). Written only by
+    :class:`~agentstream.contrib.django.store.DjangoDedupStore`.
+    """
+
+    event_id: models.CharField[str, str] = models.CharField(max_length=256, primary_key=True)
+    state: models.CharField[str, str] = models.CharField(max_length=16)
+    expires_at: models.FloatField[float, float] = models.FloatField(db_index=True)
+
+    class Meta:
+        db_table = "agentstream_webhook_dedup"
+        verbose_name = "webhook dedup claim"
+
+    def __str__(self) -> str:
+        return f"{self.event_id}: {self.state}"

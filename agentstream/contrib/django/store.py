@@ -1,4 +1,5 @@
-"""``DjangoCursorStore``: cursors and leases in the project's own database.
+"""``DjangoCursorStore``: cursors and leases in the project's own database;
+``DjangoDedupStore``: the event ids claimed for handling each event once.
 
 Implements the lease protocol of :mod:`agentstream.cursors` through the ORM,
 one row of :class:`~agentstream.contrib.django.models.ListenerCursor` per
@@ -22,12 +23,31 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Optional
 
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F
 
 from ...errors import LeaseLostError, StoreResetError
+from ...webhooks import Claim
 
-__all__ = ["DjangoCursorStore"]
+__all__ = ["DjangoCursorStore", "DjangoDedupStore"]
+
+_SWEEP_INTERVAL = 60.0  # seconds between two deletions of expired ids
+
+
+@contextmanager
+def _tidy_connection(using: str) -> Iterator[None]:
+    """Outside the caller's transaction, drop the thread's connection when it is
+    broken or past ``CONN_MAX_AGE``, before and after (as Django's request
+    cycle does around a view): a listener thread lives for months."""
+    connection = connections[using]
+    tidy = not connection.in_atomic_block
+    if tidy:
+        connection.close_if_unusable_or_obsolete()
+    try:
+        yield
+    finally:
+        if tidy:
+            connection.close_if_unusable_or_obsolete()
 
 
 class DjangoCursorStore:
@@ -166,16 +186,98 @@ class DjangoCursorStore:
                 self._ensure(name)  # a first use of the name: create its row, then lock it
         raise RuntimeError(f"the row of {name!r} vanished twice")  # pragma: no cover
 
-    @contextmanager
-    def _connection(self) -> Iterator[None]:
-        # Outside the caller's transaction, drop a connection that is broken or
-        # past CONN_MAX_AGE, before and after (a listener thread lives for months).
-        connection = connections[self.using]
-        tidy = not connection.in_atomic_block
-        if tidy:
-            connection.close_if_unusable_or_obsolete()
-        try:
-            yield
-        finally:
-            if tidy:
-                connection.close_if_unusable_or_obsolete()
+    def _connection(self) -> Any:
+        return _tidy_connection(self.using)
+
+
+class DjangoDedupStore:
+    """Event ids claimed in a Django database
+    (``AGENTSTREAM["WEBHOOK_DEDUP"] = "django"``, the default): the webhook
+    view and ``agentstream_listen`` handle each event once, on one host or many.
+
+    One row of :class:`~agentstream.contrib.django.models.WebhookDedup` per
+    id, created by ``migrate``. A claim is one ``transaction.atomic()`` that
+    writes first: it inserts the id (the primary key makes a second insert
+    fail, on every database), else takes over an expired row with one
+    conditional ``UPDATE``, else reads the live row's state; on SQLite the
+    first write takes the database's write lock before anything is read.
+    Expired ids are deleted at most once a minute. Expiry is judged by
+    ``time.time()`` of the calling host (keep the hosts' clocks in sync).
+    Each call uses the calling thread's connection, tidied as
+    :class:`DjangoCursorStore`'s are. Call it outside a transaction of your
+    own (the webhook view is ``non_atomic_requests``): a claim inside one is
+    seen by other processes only once that transaction commits.
+
+    :param using: the database alias (default ``"default"``).
+    """
+
+    def __init__(self, using: str = "default") -> None:
+        self.using = using
+        self._next_sweep = 0.0
+        # One claim at a time from this object's threads: they queue here
+        # instead of in SQLite's busy handler, which sleeps (as DjangoCursorStore).
+        self._transactions = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"DjangoDedupStore(using={self.using!r})"
+
+    def _rows(self) -> Any:
+        from .models import WebhookDedup
+
+        return WebhookDedup.objects.using(self.using)
+
+    def claim(self, event_id: str, ttl: float) -> Claim:
+        """Claim ``event_id`` for ``ttl`` seconds unless it is claimed or handled."""
+        from .models import WebhookDedup
+
+        with _tidy_connection(self.using), self._transactions:
+            now = time.time()
+            if now >= self._next_sweep:
+                self._next_sweep = now + _SWEEP_INTERVAL
+                self._rows().filter(expires_at__lte=now).delete()
+            for _ in range(3):
+                with transaction.atomic(using=self.using):
+                    try:
+                        with transaction.atomic(using=self.using):  # a savepoint
+                            WebhookDedup.objects.using(self.using).create(
+                                event_id=event_id,
+                                state=Claim.IN_PROGRESS.value,
+                                expires_at=now + ttl,
+                            )
+                        return Claim.CLAIMED
+                    except IntegrityError:
+                        pass  # the id has a row: live, or expired
+                    rows = self._rows().filter(event_id=event_id)
+                    if rows.filter(expires_at__lte=now).update(
+                        state=Claim.IN_PROGRESS.value, expires_at=now + ttl
+                    ):
+                        return Claim.CLAIMED
+                    state = rows.values_list("state", flat=True).first()
+                    if state is not None:
+                        return Claim(state)
+                # Released by another process in between: claim again.
+        raise RuntimeError(f"could not claim {event_id!r}: its row kept vanishing")
+
+    def complete(self, event_id: str, retention: float) -> None:
+        """Record ``event_id`` as handled, for ``retention`` seconds."""
+        handled = {"state": Claim.HANDLED.value, "expires_at": time.time() + retention}
+        with _tidy_connection(self.using), self._transactions:
+            self._write_handled(event_id, handled)
+
+    def _write_handled(self, event_id: str, handled: dict[str, Any]) -> None:
+        from .models import WebhookDedup
+
+        with transaction.atomic(using=self.using):
+            rows = self._rows().filter(event_id=event_id)
+            if rows.update(**handled):  # a write first, as in claim()
+                return
+            try:
+                with transaction.atomic(using=self.using):
+                    WebhookDedup.objects.using(self.using).create(event_id=event_id, **handled)
+            except IntegrityError:  # created meanwhile by another process's claim
+                rows.update(**handled)
+
+    def release(self, event_id: str) -> None:
+        """Drop an unfinished claim (its handlers failed): it may be claimed again."""
+        with _tidy_connection(self.using), self._transactions:
+            self._rows().filter(event_id=event_id, state=Claim.IN_PROGRESS.value).delete()

@@ -1,5 +1,5 @@
-"""What the Flask and Django integrations share: cursor stores named by a
-string, a Listener whose handlers run inside a framework's context, and the
+"""What the Flask and Django integrations share: cursor and dedup stores named
+by a string, a Listener whose handlers run inside a framework's context, and the
 rules of the opt-in in-process start.
 
 Nothing here imports a framework.
@@ -20,9 +20,11 @@ from ..errors import ConfigurationError
 from ..listener import HandlerContext, Listener
 from ..models import TaskEvent
 from ..stream import StreamOptions
+from ..webhooks import DedupStore, MemoryDedupStore, RedisDedupStore, SQLiteDedupStore
 
 __all__ = [
     "cursor_store_from_url",
+    "dedup_store_from_url",
     "in_process_refusal",
     "listen",
     "redact_url",
@@ -51,29 +53,57 @@ def cursor_store_from_url(value: Union[str, CursorStore]) -> CursorStore:
             f"the cursor store must be a string ({STORE_FORMS}) or a CursorStore, "
             f"not {type(value).__name__}"
         )
-    if value == "memory":
+    kind, where = _parse_store_url(value, "cursor store")
+    if kind == "memory":
         return MemoryCursorStore()
+    if kind == "sqlite":
+        return SQLiteCursorStore(where)
+    from ..cursors import RedisCursorStore  # imports redis-py only when constructed
+
+    return RedisCursorStore(where)
+
+
+def dedup_store_from_url(value: Union[str, DedupStore]) -> DedupStore:
+    """The webhook dedup store a configuration value names, in the same
+    spellings as :func:`cursor_store_from_url` (``memory``, ``sqlite:///...``:
+    a ``webhook_dedup`` table, in the cursor store's file if it is the same
+    path; ``redis://...``), or a :class:`~agentstream.webhooks.DedupStore`
+    object as it is."""
+    if not isinstance(value, str):
+        if isinstance(value, DedupStore):
+            return value
+        raise ConfigurationError(
+            f"the webhook dedup store must be a string ({STORE_FORMS}) or a DedupStore, "
+            f"not {type(value).__name__}"
+        )
+    kind, where = _parse_store_url(value, "webhook dedup store")
+    if kind == "memory":
+        return MemoryDedupStore()
+    if kind == "sqlite":
+        return SQLiteDedupStore(where)
+    return RedisDedupStore(where)
+
+
+def _parse_store_url(value: str, what: str) -> tuple[str, str]:
+    """``("memory", "")``, ``("sqlite", path)`` (its folder created) or
+    ``("redis", url)``; a ConfigurationError for anything else."""
+    if value == "memory":
+        return "memory", ""
     scheme = value.partition(":")[0].lower()
     if scheme == "sqlite":
         if not value.startswith("sqlite:///") or len(value) == len("sqlite:///"):
             raise ConfigurationError(
-                f"bad SQLite cursor store {value!r}: write sqlite:///relative/path "
+                f"bad SQLite {what} {value!r}: write sqlite:///relative/path "
                 f"or sqlite:////absolute/path"
             )
         path = Path(value[len("sqlite:///") :])
         path.parent.mkdir(parents=True, exist_ok=True)
-        return SQLiteCursorStore(path)
+        return "sqlite", str(path)
     if scheme in ("redis", "rediss", "unix"):
-        return _redis_store(value)
+        return "redis", value
     raise ConfigurationError(
-        f"unknown cursor store {redact_url(value)!r}: use {STORE_FORMS}, or pass a store object"
+        f"unknown {what} {redact_url(value)!r}: use {STORE_FORMS}, or pass a store object"
     )
-
-
-def _redis_store(url: str) -> CursorStore:
-    from ..cursors import RedisCursorStore  # imports redis-py only when constructed
-
-    return RedisCursorStore(url)
 
 
 def redact_url(url: str) -> str:

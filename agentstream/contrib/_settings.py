@@ -17,10 +17,24 @@ from urllib.parse import urlsplit
 
 from ..client import DEFAULT_BASE_URL, Client
 from ..cursors import CursorStore
+from ..dispatch import Registry
 from ..errors import ConfigurationError
 from ..stream import StreamOptions
+from ..webhooks import (
+    DEFAULT_TOLERANCE,
+    DeduplicatingRegistry,
+    DedupStore,
+    Verifier,
+    WebhookReceiver,
+)
 
-__all__ = ["DEFAULT_HEARTBEAT_SECONDS", "KEYS", "ListenerSettings"]
+__all__ = [
+    "DEFAULT_HEARTBEAT_SECONDS",
+    "KEYS",
+    "WEBHOOK_KEYS",
+    "ListenerSettings",
+    "WebhookSettings",
+]
 
 DEFAULT_HEARTBEAT_SECONDS = 15
 
@@ -41,6 +55,14 @@ KEYS = (
     "START_LISTENER",
 )
 """The keys of :class:`ListenerSettings`, without a framework's prefix."""
+
+WEBHOOK_KEYS = (
+    "WEBHOOK_SECRETS",
+    "WEBHOOK_DEDUP",
+    "WEBHOOK_TOLERANCE",
+    "WEBHOOK_ACCEPT_AGENTRAIL",
+)
+"""The keys of :class:`WebhookSettings`, without a framework's prefix."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +193,110 @@ class ListenerSettings:
             "lease_ttl": self.lease_ttl,
             "on_missing_cursor": self.on_missing_cursor,
         }
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """What a framework's configuration says about receiving webhooks.
+
+    ``secrets`` is empty when ``WEBHOOK_SECRETS`` is unset: webhooks are off
+    (Flask registers no route; Django's view answers 503). ``dedup`` is
+    ``WEBHOOK_DEDUP`` as given (None: the framework's default, the cursor
+    store's database). The secrets never appear in the repr or in an error.
+    """
+
+    secrets: tuple[Union[str, bytes], ...]
+    dedup: Union[str, DedupStore, None]
+    tolerance: float
+    accept_agentrail: bool
+
+    def __repr__(self) -> str:  # never the secrets
+        return (
+            f"WebhookSettings(<{len(self.secrets)} secret(s)>, dedup="
+            f"{self.dedup if not isinstance(self.dedup, str) else _redacted(self.dedup)!r}, "
+            f"tolerance={self.tolerance:g}, accept_agentrail={self.accept_agentrail})"
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one secret is configured."""
+        return bool(self.secrets)
+
+    @classmethod
+    def read(cls, get: Callable[[str], Any], label: Callable[[str], str]) -> WebhookSettings:
+        """Read and check every webhook key (as :meth:`ListenerSettings.read`).
+
+        ``WEBHOOK_SECRETS`` is one secret (a string) or a list of them (during a
+        rotation, the new and the old); each is checked here, so a ``whsec_``
+        secret that is not base64, or a missing ``standardwebhooks``, is a
+        ConfigurationError naming the key, not a failure at the first delivery.
+        """
+        found = get("WEBHOOK_SECRETS")
+        if found is None or found == "" or found == [] or found == ():
+            secrets: tuple[Union[str, bytes], ...] = ()
+        elif isinstance(found, (str, bytes)):
+            secrets = (found,)
+        elif isinstance(found, (list, tuple)) and all(isinstance(x, (str, bytes)) for x in found):
+            secrets = tuple(found)
+        else:
+            raise ConfigurationError(
+                f"{label('WEBHOOK_SECRETS')} must be a secret (a string) or a list of them, "
+                f"got {type(found).__name__}"
+            )
+        dedup = get("WEBHOOK_DEDUP")
+        if dedup is not None and not isinstance(dedup, (str, DedupStore)):
+            raise ConfigurationError(
+                f"{label('WEBHOOK_DEDUP')} must be a string such as 'sqlite:///app.sqlite3' "
+                f"or a DedupStore, got {type(dedup).__name__}"
+            )
+        tolerance = get("WEBHOOK_TOLERANCE")
+        if tolerance is None:
+            tolerance = DEFAULT_TOLERANCE
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)):
+            raise ConfigurationError(
+                f"{label('WEBHOOK_TOLERANCE')} must be a number of seconds, "
+                f"got {type(tolerance).__name__}"
+            )
+        if not tolerance > 0:
+            raise ConfigurationError(f"{label('WEBHOOK_TOLERANCE')} must be more than 0 seconds")
+        settings = cls(
+            secrets=secrets,
+            dedup=dedup,
+            tolerance=float(tolerance),
+            accept_agentrail=truthy(
+                get("WEBHOOK_ACCEPT_AGENTRAIL"), label("WEBHOOK_ACCEPT_AGENTRAIL")
+            ),
+        )
+        if secrets:
+            try:
+                settings.verifier()
+            except ConfigurationError as exc:  # its message never holds a secret
+                raise ConfigurationError(f"{label('WEBHOOK_SECRETS')}: {exc}") from None
+        return settings
+
+    def verifier(self) -> Verifier:
+        """A :class:`~agentstream.webhooks.Verifier` of these secrets and tolerance."""
+        return Verifier(
+            self.secrets, tolerance=self.tolerance, accept_agentrail=self.accept_agentrail
+        )
+
+    def receiver(self, registry: DeduplicatingRegistry) -> WebhookReceiver:
+        """A :class:`~agentstream.webhooks.WebhookReceiver` into ``registry``."""
+        return WebhookReceiver(
+            self.secrets, registry, tolerance=self.tolerance, accept_agentrail=self.accept_agentrail
+        )
+
+    @staticmethod
+    def once(store: DedupStore, registry: Registry) -> DeduplicatingRegistry:
+        """``registry`` behind claims in ``store``: what the webhook receiver and
+        (when webhooks are on) the listener dispatch through."""
+        return DeduplicatingRegistry(store, registry)
+
+
+def _redacted(url: str) -> str:
+    from ._common import redact_url
+
+    return redact_url(url)
 
 
 def check_base_url(url: str, key: str) -> None:

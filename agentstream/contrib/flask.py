@@ -40,6 +40,20 @@ Configuration keys (``app.config``; each falls back as said):
 - ``AGENTSTREAM_START_LISTENER`` (False): opt in to starting the listener
   inside the web process, at its first request, guarded by a lease (see
   ``docs/flask.md``).
+
+Receiving webhooks (``docs/webhooks.md``): with ``AGENTSTREAM_WEBHOOK_SECRETS``
+set (a secret, or a list of them during a rotation), ``init_app`` registers
+the blueprint ``agentstream`` with one route, ``POST
+AGENTSTREAM_WEBHOOK_PATH`` (``"/agentstream/webhooks"``; endpoint
+``agentstream.webhook``), which verifies each delivery and runs the same
+handlers, each event once across the webhooks and the stream:
+
+- ``AGENTSTREAM_WEBHOOK_DEDUP``: where event ids are claimed, spelled as
+  the cursor store is (``"sqlite:///..."``, ``"redis://..."``, ``"memory"``,
+  or a store object); default the cursor store's URL when it is a string,
+  else ``sqlite:///<app.instance_path>/agentstream.sqlite3``.
+- ``AGENTSTREAM_WEBHOOK_TOLERANCE`` (300 s), ``AGENTSTREAM_WEBHOOK_ACCEPT_AGENTRAIL``
+  (False).
 """
 
 from __future__ import annotations
@@ -54,7 +68,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import click
-from flask import Flask, current_app
+from flask import Blueprint, Flask, Response, current_app, request
 from flask.cli import AppGroup
 
 from .. import signals
@@ -64,14 +78,18 @@ from ..dispatch import Registry, default_registry
 from ..errors import AgentStreamError, ConfigurationError
 from ..listener import Listener
 from ..models import TaskEvent
+from ..webhooks import DeduplicatingRegistry, DedupStore, WebhookReceiver
 from . import _common
-from ._settings import KEYS, ListenerSettings
+from ._settings import KEYS, WEBHOOK_KEYS, ListenerSettings, WebhookSettings
 
 __all__ = ["AgentStream"]
 
 logger: logging.Logger = logging.getLogger(__name__)
 
 EXTENSION = "agentstream"
+DEFAULT_WEBHOOK_PATH = "/agentstream/webhooks"
+FLASK_KEYS = (*KEYS, *WEBHOOK_KEYS, "WEBHOOK_PATH")
+"""Every ``AGENTSTREAM_*`` key the extension reads (without the prefix)."""
 LISTEN_COMMAND = "flask agentstream listen"
 MISSING_KEY_HINT = (
     "set app.config['AGENTSTREAM_API_KEY'] or the AGENTSTREAM_API_KEY environment "
@@ -89,8 +107,11 @@ class _AppState:
 
     extension: AgentStream
     settings: ListenerSettings
+    webhooks: WebhookSettings
     client: Optional[Client] = None
     listener: Optional[Listener] = None
+    once: Optional[DeduplicatingRegistry] = None  # over the app's one dedup store
+    receiver: Optional[WebhookReceiver] = None
     start_checked: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -123,11 +144,19 @@ class AgentStream:
                 "An 'AgentStream' instance is already registered on this Flask app. "
                 "Import and use that instance instead."
             )
-        for key in KEYS:
+        for key in FLASK_KEYS:
             app.config.setdefault(_label(key), None)
         settings = ListenerSettings.read(lambda key: app.config.get(_label(key)), _label)
-        app.extensions[EXTENSION] = _AppState(self, settings)
+        webhooks = WebhookSettings.read(lambda key: app.config.get(_label(key)), _label)
+        path = app.config[_label("WEBHOOK_PATH")] or DEFAULT_WEBHOOK_PATH
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigurationError(
+                f"{_label('WEBHOOK_PATH')} must be a URL path that starts with '/', got {path!r}"
+            )
+        app.extensions[EXTENSION] = _AppState(self, settings, webhooks)
         app.cli.add_command(_cli)
+        if webhooks.enabled:
+            app.register_blueprint(_blueprint, url_prefix=path)
         if settings.start_listener:
             app.before_request(lambda: self._start_in_process(app))
 
@@ -173,9 +202,54 @@ class AgentStream:
         app = app or current_app._get_current_object()  # type: ignore[attr-defined]
         configured = self._state(app).settings.cursor_store
         if configured is None:
-            path = os.path.join(app.instance_path, "agentstream.sqlite3")
-            configured = "sqlite:///" + path
+            configured = self._default_store(app)
         return _common.cursor_store_from_url(configured)
+
+    def dedup_store(self, app: Optional[Flask] = None) -> DedupStore:
+        """The app's one webhook dedup store, as ``AGENTSTREAM_WEBHOOK_DEDUP``
+        names it (default: the cursor store's URL when it is a string, else
+        SQLite in the app's instance folder). The webhook route and the
+        listeners of this process share it."""
+        return self._once(self._app(app)).store
+
+    def webhook_receiver(self, app: Optional[Flask] = None) -> WebhookReceiver:
+        """The app's :class:`~agentstream.webhooks.WebhookReceiver` (made on
+        first use): ``AGENTSTREAM_WEBHOOK_SECRETS`` and the extension's
+        handlers behind :meth:`dedup_store`. Without a secret configured, a
+        ConfigurationError."""
+        app = self._app(app)
+        state = self._state(app)
+        if not state.webhooks.enabled:
+            raise ConfigurationError(
+                f"no webhook secret: set app.config[{_label('WEBHOOK_SECRETS')!r}]"
+            )
+        once = self._once(app)
+        with state.lock:
+            if state.receiver is None:
+                state.receiver = state.webhooks.receiver(once)
+            return state.receiver
+
+    @staticmethod
+    def _app(app: Optional[Flask]) -> Flask:
+        found: Flask = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        return found
+
+    def _once(self, app: Flask) -> DeduplicatingRegistry:
+        """The extension's handlers behind the app's one dedup store."""
+        state = self._state(app)
+        with state.lock:
+            if state.once is None:
+                configured = state.webhooks.dedup
+                if configured is None:
+                    cursors = state.settings.cursor_store
+                    configured = cursors if isinstance(cursors, str) else self._default_store(app)
+                store = _common.dedup_store_from_url(configured)
+                state.once = WebhookSettings.once(store, self.registry)
+            return state.once
+
+    @staticmethod
+    def _default_store(app: Flask) -> str:
+        return "sqlite:///" + os.path.join(app.instance_path, "agentstream.sqlite3")
 
     def create_listener(
         self,
@@ -192,7 +266,9 @@ class AgentStream:
         (``current_app``, ``g`` and extensions work; teardown functions, as
         Flask-SQLAlchemy's session cleanup, run after each event). The
         arguments override the configuration; ``cursor_store`` defaults to a
-        new :meth:`cursor_store`."""
+        new :meth:`cursor_store`. With webhooks on (``AGENTSTREAM_WEBHOOK_SECRETS``),
+        the listener dispatches through :meth:`dedup_store`'s claims too, so an
+        event that also arrives by webhook is handled once."""
         app = app or current_app._get_current_object()  # type: ignore[attr-defined]
         state = self._state(app)
         settings = state.settings
@@ -215,7 +291,7 @@ class AgentStream:
             client,
             options,
             handler_context=app_context,
-            registry=self.registry,
+            registry=self._once(app) if state.webhooks.enabled else self.registry,
             cursor_store=cursor_store if cursor_store is not None else self.cursor_store(app),
             **kwargs,
         )
@@ -257,6 +333,31 @@ class AgentStream:
         state.listener = listener.start()
         atexit.register(listener.stop, 5.0)
         logger.info("agentstream: in-process listener started in process %d", os.getpid())
+
+
+# -- the webhook route ---------------------------------------------------------------
+
+_blueprint = Blueprint("agentstream", __name__)
+
+
+@_blueprint.post("", endpoint="webhook", strict_slashes=False)
+def _webhook() -> Response:
+    """``POST AGENTSTREAM_WEBHOOK_PATH``: one delivery, verified, de-duplicated and
+    handled in this request's app context; answered with the status
+    :class:`~agentstream.webhooks.WebhookReceiver` decides."""
+    receiver = _extension_of_app().webhook_receiver()
+    length = request.content_length
+    if length is not None and length > receiver.max_body_bytes:
+        answer = receiver.too_large()  # refused before the body is read
+    else:
+        answer = receiver.handle(request.get_data(cache=False), dict(request.headers.items()))
+    return Response(answer.body, status=answer.status, headers=answer.headers)
+
+
+def _extension_of_app() -> AgentStream:
+    state = current_app.extensions[EXTENSION]
+    assert isinstance(state, _AppState)
+    return state.extension
 
 
 # -- the commands ------------------------------------------------------------------

@@ -7,6 +7,7 @@ What it answers, and why (docs/webhooks.md):
          stream got it first): the sender must stop
 400      not verified (forged, tampered, stale, a header missing, a
          wrong secret) or not an envelope: retrying cannot help
+413      the body is over ``max_body_bytes`` (by its Content-Length)
 503      being handled by the other path right now, or the dedup
          store is unreachable: retry later (``Retry-After``)
 500      a handler raised: the claim is released, the sender's retry
@@ -141,6 +142,12 @@ class WebhookReceiver:
             return _answer(503, status="in_progress", eventId=event.id)
         return _answer(200, status=once.outcome.value, eventId=event.id)
 
+    def too_large(self) -> WebhookResponse:
+        """What to answer a delivery whose ``Content-Length`` is over
+        ``max_body_bytes``, before reading its body: 413 (the framework
+        receivers and the WSGI app check it first)."""
+        return _answer(413, error={"code": "payload_too_large", "message": "the body is too large"})
+
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         """The receiver as a WSGI application: POST the delivery to any path."""
         if environ.get("REQUEST_METHOD") != "POST":
@@ -152,9 +159,7 @@ class WebhookReceiver:
         except ValueError:
             length = -1
         if length < 0 or length > self.max_body_bytes:
-            response = _answer(
-                413, error={"code": "payload_too_large", "message": "the body is too large"}
-            )
+            response = self.too_large()
         else:
             body = environ["wsgi.input"].read(length) if length else b""
             headers = {

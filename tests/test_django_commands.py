@@ -58,6 +58,7 @@ def test_agentstream_listen_handles_a_task_and_exits_zero_on_sigterm(
     assert migrate.returncode == 0, migrate.stderr
     assert "agentstream.W001" in migrate.stderr
     assert "Applying agentstream.0001_initial... OK" in migrate.stdout
+    assert "Applying agentstream.0002_webhookdedup... OK" in migrate.stdout
     env = environment(db, server)
     child = subprocess.Popen(
         [sys.executable, str(MANAGE), "agentstream_listen", "--heartbeat", "1"],

@@ -52,9 +52,10 @@ def check_settings(app_configs: Optional[Any] = None, **kwargs: Any) -> list[che
                 )
             )
         settings = conf.listener_settings()
+        webhooks = conf.webhook_settings()
         conf.handlers_module()
         conf.registry()
-        if settings.cursor_store in (None, "django"):
+        if settings.cursor_store in (None, "django") or webhooks.dedup == "django":
             conf.database()
     except (ConfigurationError, ImportError) as exc:
         messages.append(

@@ -7,8 +7,11 @@ project's database), ``DATABASE``, ``EVENT_TYPES``, ``HEARTBEAT_SECONDS``,
 ``WORKERS``, ``QUEUE_SIZE``, ``SAVE_INTERVAL``, ``LEASE_TTL``,
 ``STOP_TIMEOUT``, ``TIMEOUT``, ``HANDLERS_MODULE`` (default
 ``"agentstream_handlers"``), ``REGISTRY`` (default
-``"agentstream.default_registry"``) and ``START_LISTENER`` (not supported:
-a check warns). Reading them never needs the network or the database.
+``"agentstream.default_registry"``), ``START_LISTENER`` (not supported:
+a check warns), and for the webhook view ``WEBHOOK_SECRETS``,
+``WEBHOOK_DEDUP`` (default ``"django"``: this project's database),
+``WEBHOOK_TOLERANCE`` and ``WEBHOOK_ACCEPT_AGENTRAIL``. Reading them never
+needs the network or the database.
 """
 
 from __future__ import annotations
@@ -21,20 +24,25 @@ from django.utils.module_loading import import_string
 from ...cursors import CursorStore
 from ...dispatch import Registry
 from ...errors import ConfigurationError
-from .._common import cursor_store_from_url
-from .._settings import KEYS, ListenerSettings
+from ...webhooks import DeduplicatingRegistry, DedupStore
+from .._common import cursor_store_from_url, dedup_store_from_url
+from .._settings import KEYS, WEBHOOK_KEYS, ListenerSettings, WebhookSettings
 
 __all__ = [
     "DJANGO_KEYS",
     "ListenerSettings",
+    "WebhookSettings",
     "cursor_store",
+    "dedup_store",
     "handlers_module",
     "listener_settings",
+    "once",
     "raw",
     "registry",
+    "webhook_settings",
 ]
 
-DJANGO_KEYS = (*KEYS, "DATABASE", "HANDLERS_MODULE", "REGISTRY")
+DJANGO_KEYS = (*KEYS, *WEBHOOK_KEYS, "DATABASE", "HANDLERS_MODULE", "REGISTRY")
 """Every key ``AGENTSTREAM`` may hold."""
 
 DEFAULT_HANDLERS_MODULE = "agentstream_handlers"
@@ -103,3 +111,29 @@ def cursor_store(value: Union[str, CursorStore, None] = None) -> CursorStore:
 
         return DjangoCursorStore(using=database())
     return cursor_store_from_url(value)
+
+
+def webhook_settings() -> WebhookSettings:
+    """The ``WEBHOOK_*`` keys checked (the secrets never in a message)."""
+    return WebhookSettings.read(raw().get, label)
+
+
+def dedup_store(value: Union[str, DedupStore, None] = None) -> DedupStore:
+    """The dedup store ``WEBHOOK_DEDUP`` names; default ``"django"`` (this
+    database), or the ``CURSOR_STORE`` URL when that is not ``"django"``."""
+    if value is None:
+        value = webhook_settings().dedup
+        if value is None:
+            cursors = listener_settings().cursor_store
+            value = cursors if isinstance(cursors, str) else "django"
+    if value == "django":
+        from .store import DjangoDedupStore
+
+        return DjangoDedupStore(using=database())
+    return dedup_store_from_url(value)
+
+
+def once() -> DeduplicatingRegistry:
+    """:func:`registry` behind the claims of a new :func:`dedup_store`: what the
+    webhook view and, with webhooks on, ``agentstream_listen`` dispatch through."""
+    return WebhookSettings.once(dedup_store(), registry())

@@ -54,11 +54,12 @@ def build_listener(
     options = settings.stream_options(
         heartbeat_seconds=heartbeat_seconds, event_types=event_types or None
     )
+    # With webhooks on, the stream claims each event too: handled once by either path.
     listener = _common.listen(
         client,
         options,
         handler_context=database_connections,
-        registry=conf.registry(),
+        registry=conf.once() if conf.webhook_settings().enabled else conf.registry(),
         cursor_store=conf.cursor_store(),
         **kwargs,
     )

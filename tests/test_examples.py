@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from agentstream import Client, SQLiteCursorStore, StreamOptions
 
 from .child_output import read_line
+from .redis_server import free_port
 from .server_fixtures import wait_until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -262,3 +264,142 @@ def test_django_project_example_records_finished_tasks(
         ).fetchone()
     assert saved is not None
     assert saved[0].startswith("evt_")
+
+
+# -- the examples receiving webhooks ----------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve_with_webhook(tmp_path: Path, url: str) -> Iterator[tuple[dict[str, str], str]]:
+    """`agentstream serve --webhook URL`; yields its environment and the secret it prints."""
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agentstream",
+            "serve",
+            "--port",
+            "0",
+            "--pace",
+            "0.005",
+            "--db",
+            str(tmp_path / "events.sqlite3"),
+            "--webhook",
+            url,
+            "--webhook-retry-scale",
+            "0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert server.stdout is not None
+    try:
+        env: dict[str, str] = {}
+        while True:
+            line = read_line(server.stdout)
+            found = re.search(r"AGENTSTREAM_BASE_URL=(\S+) AGENTSTREAM_API_KEY=(\S+)", line)
+            if found:
+                env = {"AGENTSTREAM_BASE_URL": found[1], "AGENTSTREAM_API_KEY": found[2]}
+            secret = re.search(r"secret \(shown only this once\): (whsec_\S+)", line)
+            if secret:
+                break
+        yield env, secret[1]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(10)
+        server.stdout.close()
+
+
+@contextlib.contextmanager
+def web_process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
+    """A web server as its own process, up once ``ready_url`` answers 200."""
+    child = subprocess.Popen(
+        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+    def up() -> bool:
+        try:
+            return requests.get(ready_url, timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return child.poll() is not None  # it died: stop waiting
+
+    try:
+        assert wait_until(up, timeout=30)
+        assert child.poll() is None, child.stderr.read() if child.stderr else ""
+        yield
+    finally:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(10)
+        if child.stderr is not None:
+            child.stderr.close()
+
+
+def _finish_a_task(env: dict[str, str]) -> str:
+    client = Client(env["AGENTSTREAM_BASE_URL"], env["AGENTSTREAM_API_KEY"])
+    task = client.create_task("Record me when finished", events_streaming=True)
+    list(task.events())  # until its task.finished has been sent
+    client.close()
+    return task.id
+
+
+def test_flask_app_example_records_finished_tasks_by_webhook(tmp_path: Path) -> None:
+    port = free_port()
+    db = tmp_path / "tasks.sqlite3"
+    url = f"http://127.0.0.1:{port}/agentstream/webhooks"
+    with serve_with_webhook(tmp_path, url) as (served, secret):
+        env = {
+            **os.environ,
+            **served,
+            "FLASK_DATABASE": str(db),
+            "FLASK_AGENTSTREAM_CURSOR_STORE": f"sqlite:///{tmp_path}/cursors.sqlite3",
+            "FLASK_AGENTSTREAM_WEBHOOK_SECRETS": secret,
+        }
+        flask = [
+            str(Path(sys.executable).parent / "flask"),
+            "--app",
+            str(EXAMPLES / "flask_app" / "app.py"),
+        ]
+        assert subprocess.run([*flask, "init-db"], env=env, timeout=60, check=False).returncode == 0
+        with web_process(
+            [*flask, "run", "--port", str(port)], env, f"http://127.0.0.1:{port}/tasks"
+        ):
+            task_id = _finish_a_task(served)
+            assert wait_until(lambda: _count(db, "finished_task", task_id) == 1, timeout=30)
+    with contextlib.closing(sqlite3.connect(tmp_path / "cursors.sqlite3")) as conn:
+        claims = conn.execute("SELECT state, count(*) FROM webhook_dedup GROUP BY state").fetchall()
+    assert claims == [("handled", claims[0][1])]  # every delivery claimed in the cursor's file
+    assert claims[0][1] >= 2
+
+
+def test_django_project_example_records_finished_tasks_by_webhook(tmp_path: Path) -> None:
+    port = free_port()
+    db = tmp_path / "db.sqlite3"
+    url = f"http://127.0.0.1:{port}/agentstream/webhooks/"
+    manage = [sys.executable, str(EXAMPLES / "django_project" / "manage.py")]
+    with serve_with_webhook(tmp_path, url) as (served, secret):
+        env = {**os.environ, **served, "EXAMPLE_DB": str(db), "AGENTSTREAM_WEBHOOK_SECRETS": secret}
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        migrate = subprocess.run(
+            [*manage, "migrate", "--no-input"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert migrate.returncode == 0, migrate.stderr
+        with web_process(
+            [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
+            env,
+            f"http://127.0.0.1:{port}/tasks/",
+        ):
+            task_id = _finish_a_task(served)
+            assert wait_until(lambda: _count(db, "tracker_finishedtask", task_id) == 1, timeout=30)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        states = conn.execute("SELECT DISTINCT state FROM agentstream_webhook_dedup").fetchall()
+    assert states == [("handled",)]

@@ -3,7 +3,9 @@
 
 python manage.py migrate
 python manage.py agentstream_listen      # the consumer, its own process
-python manage.py runserver               # the web app: GET /tasks/
+python manage.py runserver               # the web app: GET /tasks/, and webhooks:
+agentstream serve --webhook http://127.0.0.1:8000/agentstream/webhooks/  # prints a secret
+AGENTSTREAM_WEBHOOK_SECRETS=whsec_... python manage.py runserver
 """
 
 import os

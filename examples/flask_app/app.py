@@ -7,6 +7,12 @@
 The server and key come from AGENTSTREAM_BASE_URL and AGENTSTREAM_API_KEY
 (`agentstream serve` prints both). The cursor is kept in the instance folder,
 so a restarted `agentstream listen` resumes where it stopped.
+
+The same handler also receives webhooks, instead of the listener or beside it
+(each event handled once either way: the claims are in the cursor's SQLite file):
+
+    agentstream serve --webhook http://127.0.0.1:5000/agentstream/webhooks   # prints a secret
+    FLASK_AGENTSTREAM_WEBHOOK_SECRETS=whsec_... flask --app examples/flask_app/app.py run
 """
 
 from __future__ import annotations

@@ -33,4 +33,8 @@ AGENTSTREAM = {
     "CURSOR_STORE": "django",  # the cursor and the lease live in DATABASES["default"]
     "EVENT_TYPES": ["task.finished"],
     "HEARTBEAT_SECONDS": 15,
+    # The webhook view (project/urls.py) verifies deliveries with these secrets
+    # (space-separated: the new and the old during a rotation); its claims, and
+    # the listener's, are in DATABASES["default"] too ("WEBHOOK_DEDUP": "django").
+    "WEBHOOK_SECRETS": os.environ.get("AGENTSTREAM_WEBHOOK_SECRETS", "").split(),
 }

@@ -41,7 +41,7 @@ from . import conf
 
 __all__ = ["webhook", "webhook_receiver"]
 
-logger = logging.getLogger(__name__)
+logger: logging.Logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _receiver: Optional[WebhookReceiver] = None

@@ -39,9 +39,10 @@ def run(
     )
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """`agentstream serve` as its own process; yields the environment it prints."""
+@contextlib.contextmanager
+def serve(tmp_path: Path, *options: str) -> Iterator[tuple[dict[str, str], list[str]]]:
+    """`agentstream serve` as its own process; yields the environment it prints,
+    and the lines it printed up to there (with ``--webhook``: up to the secret)."""
     server = subprocess.Popen(
         [
             sys.executable,
@@ -54,6 +55,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, str]]:
             "0.005",
             "--db",
             str(tmp_path / "events.sqlite3"),
+            *options,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -61,16 +63,25 @@ def served(tmp_path: Path) -> Iterator[dict[str, str]]:
     )
     assert server.stdout is not None
     try:
-        while True:
-            line = read_line(server.stdout)
-            found = re.search(r"AGENTSTREAM_BASE_URL=(\S+) AGENTSTREAM_API_KEY=(\S+)", line)
+        printed: list[str] = []
+        env: dict[str, str] = {}
+        while not env or ("--webhook" in options and "secret (shown" not in printed[-1]):
+            printed.append(read_line(server.stdout))
+            found = re.search(r"AGENTSTREAM_BASE_URL=(\S+) AGENTSTREAM_API_KEY=(\S+)", printed[-1])
             if found:
-                break
-        yield {"AGENTSTREAM_BASE_URL": found[1], "AGENTSTREAM_API_KEY": found[2]}
+                env = {"AGENTSTREAM_BASE_URL": found[1], "AGENTSTREAM_API_KEY": found[2]}
+        yield env, printed
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(10)
         server.stdout.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """`agentstream serve` as its own process; yields the environment it prints."""
+    with serve(tmp_path) as (env, _):
+        yield env
 
 
 def test_wire_resume_loses_and_repeats_nothing() -> None:
@@ -272,43 +283,10 @@ def test_django_project_example_records_finished_tasks(
 @contextlib.contextmanager
 def serve_with_webhook(tmp_path: Path, url: str) -> Iterator[tuple[dict[str, str], str]]:
     """`agentstream serve --webhook URL`; yields its environment and the secret it prints."""
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agentstream",
-            "serve",
-            "--port",
-            "0",
-            "--pace",
-            "0.005",
-            "--db",
-            str(tmp_path / "events.sqlite3"),
-            "--webhook",
-            url,
-            "--webhook-retry-scale",
-            "0.1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert server.stdout is not None
-    try:
-        env: dict[str, str] = {}
-        while True:
-            line = read_line(server.stdout)
-            found = re.search(r"AGENTSTREAM_BASE_URL=(\S+) AGENTSTREAM_API_KEY=(\S+)", line)
-            if found:
-                env = {"AGENTSTREAM_BASE_URL": found[1], "AGENTSTREAM_API_KEY": found[2]}
-            secret = re.search(r"secret \(shown only this once\): (whsec_\S+)", line)
-            if secret:
-                break
+    with serve(tmp_path, "--webhook", url, "--webhook-retry-scale", "0.1") as (env, printed):
+        secret = re.search(r"secret \(shown only this once\): (whsec_\S+)", printed[-1])
+        assert secret is not None
         yield env, secret[1]
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(10)
-        server.stdout.close()
 
 
 @contextlib.contextmanager

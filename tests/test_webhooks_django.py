@@ -5,6 +5,7 @@ deliveries into the handlers ``agentstream_listen`` runs, each event once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -61,25 +62,27 @@ class InAtomicBlock:
             self.seen.append(connection.in_atomic_block)
 
 
+@contextlib.contextmanager
+def registered(handler: Any) -> Iterator[Any]:
+    """``handler`` among the project's handlers (its registry, REGISTRY) meanwhile."""
+    registry.add(handler)
+    try:
+        yield handler
+    finally:
+        registry.remove(handler)
+
+
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
-    """Counts every call of the project's handlers (its registry, REGISTRY)."""
-    found = Recorder()
-    registry.add(found)
-    try:
+    """Counts every call of the project's handlers."""
+    with registered(Recorder()) as found:
         yield found
-    finally:
-        registry.remove(found)
 
 
 @pytest.fixture
 def atomic() -> Iterator[InAtomicBlock]:
-    found = InAtomicBlock()
-    registry.add(found)
-    try:
+    with registered(InAtomicBlock()) as found:
         yield found
-    finally:
-        registry.remove(found)
 
 
 @pytest.fixture

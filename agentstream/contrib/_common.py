@@ -46,21 +46,11 @@ def cursor_store_from_url(value: Union[str, CursorStore]) -> CursorStore:
     :class:`~agentstream.errors.ConfigurationError`; a password in the URL
     never appears in the message.
     """
-    if not isinstance(value, str):
-        if isinstance(value, CursorStore):
-            return value
-        raise ConfigurationError(
-            f"the cursor store must be a string ({STORE_FORMS}) or a CursorStore, "
-            f"not {type(value).__name__}"
-        )
-    kind, where = _parse_store_url(value, "cursor store")
-    if kind == "memory":
-        return MemoryCursorStore()
-    if kind == "sqlite":
-        return SQLiteCursorStore(where)
     from ..cursors import RedisCursorStore  # imports redis-py only when constructed
 
-    return RedisCursorStore(where)
+    kinds = {"memory": MemoryCursorStore, "sqlite": SQLiteCursorStore, "redis": RedisCursorStore}
+    store: CursorStore = _store_from_value(value, CursorStore, "cursor store", kinds)
+    return store
 
 
 def dedup_store_from_url(value: Union[str, DedupStore]) -> DedupStore:
@@ -69,19 +59,23 @@ def dedup_store_from_url(value: Union[str, DedupStore]) -> DedupStore:
     a ``webhook_dedup`` table, in the cursor store's file if it is the same
     path; ``redis://...``), or a :class:`~agentstream.webhooks.DedupStore`
     object as it is."""
+    kinds = {"memory": MemoryDedupStore, "sqlite": SQLiteDedupStore, "redis": RedisDedupStore}
+    store: DedupStore = _store_from_value(value, DedupStore, "webhook dedup store", kinds)
+    return store
+
+
+def _store_from_value(value: Any, protocol: type, what: str, kinds: dict[str, Any]) -> Any:
+    """``value`` as it is if it is a ``protocol`` object, else the store of
+    ``kinds`` its URL names (the memory one takes no argument)."""
     if not isinstance(value, str):
-        if isinstance(value, DedupStore):
+        if isinstance(value, protocol):
             return value
         raise ConfigurationError(
-            f"the webhook dedup store must be a string ({STORE_FORMS}) or a DedupStore, "
+            f"the {what} must be a string ({STORE_FORMS}) or a {protocol.__name__}, "
             f"not {type(value).__name__}"
         )
-    kind, where = _parse_store_url(value, "webhook dedup store")
-    if kind == "memory":
-        return MemoryDedupStore()
-    if kind == "sqlite":
-        return SQLiteDedupStore(where)
-    return RedisDedupStore(where)
+    kind, where = _parse_store_url(value, what)
+    return kinds[kind]() if kind == "memory" else kinds[kind](where)
 
 
 def _parse_store_url(value: str, what: str) -> tuple[str, str]:

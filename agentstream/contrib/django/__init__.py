@@ -10,7 +10,10 @@
 Handlers live in each app's ``agentstream_handlers.py``, found when Django
 starts (as the admin finds ``admin.py``). The listener runs as its own
 process: ``python manage.py agentstream_listen``; ``agentstream_tail``
-prints the stream. ``manage.py check`` reports a missing key or a bad URL.
+prints the stream. Signed webhooks come in through
+:func:`agentstream.contrib.django.views.webhook` (route it in ``urls.py``,
+set ``AGENTSTREAM["WEBHOOK_SECRETS"]``), into the same handlers, each event
+once across both paths. ``manage.py check`` reports a missing key or a bad URL.
 Every key is in :mod:`agentstream.contrib.django.conf` and ``docs/django.md``.
 
 Importing this package imports nothing from Django's model layer: the

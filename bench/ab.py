@@ -167,13 +167,14 @@ def print_instructions(
         f"{args.events // 4:,} and {args.events:,} events, {args.framing}, {args.rounds} "
         "round(s) under callgrind, medians (instructions per event)\n"
     )
-    print("| client | instructions/event | throughput × first row (inverse) | rounds |")
+    print(f"| client | instructions/event | throughput × {args.base} (inverse) | rounds |")
     print("|---|---:|---:|---|")
-    first = statistics.median(counts[rows[0][0]])
-    for label, _, _ in rows:
-        median = statistics.median(counts[label])
+    medians = {label: statistics.median(counts[label]) for label, _, _ in rows}
+    for label, key, _ in rows:
+        base_label = f"{key} ({args.base})"
+        ratio = medians[base_label] / medians[label] if base_label in medians else 1.0
         each = ", ".join(f"{value:,.0f}" for value in counts[label])
-        print(f"| {label} | {median:,.0f} | {first / median:.3f} | {each} |")
+        print(f"| {label} | {medians[label]:,.0f} | {ratio:.3f} | {each} |")
 
 
 if __name__ == "__main__":

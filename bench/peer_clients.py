@@ -49,6 +49,9 @@ STORE_RENEWALS: list[int] = []
 """Lease renewals a durable-store Listener sent to its store."""
 REDIS_URL_ENV = "AGENTSTREAM_BENCH_REDIS_URL"
 """Where ``as-listener-redis`` finds its Redis (``bench/durable.py`` starts one)."""
+REDIS_LEASE_TTL_ENV = "AGENTSTREAM_BENCH_LEASE_TTL"
+"""Overrides :data:`REDIS_LEASE_TTL` (``bench/durable.py --instructions`` sets it
+longer: a client under callgrind runs about 50 times slower)."""
 REDIS_LEASE_TTL = 2.0
 """``as-listener-redis``'s lease: renewed every 0.5 s, several times per flood
 (the default 15 s renews every 3.75 s, perhaps not once in a flood)."""
@@ -226,7 +229,10 @@ def agentstream_listener(store: Optional[str] = None) -> Run:
 
     scratch = Path(tempfile.mkdtemp(prefix="agentstream-bench-")) if store else None
     cursor_store = durable_store(store, scratch) if store and scratch else None
-    lease = {"lease_ttl": REDIS_LEASE_TTL} if store == "redis" else {}
+    import os
+
+    ttl = float(os.environ.get(REDIS_LEASE_TTL_ENV, REDIS_LEASE_TTL))
+    lease = {"lease_ttl": ttl} if store == "redis" else {}
     runs = 0
 
     def retrying(sender: object, delay: float, **_: object) -> None:

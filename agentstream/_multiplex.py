@@ -26,6 +26,12 @@ iterator has yielded what the buffer holds, it goes back to a catch-up from its
 last event and joins again. The shared stream closes ``linger`` seconds after
 its last subscription ends; an error that ends it (retry budget spent, 401...)
 is raised in every iterator that is reading from it.
+
+Another thread can end an iterator with an :class:`IteratorStop` passed to
+:meth:`SharedTaskStreams.events`: a read blocked on the catch-up connection or
+on the buffer wakes at once, the iterator returns and its subscription is
+released (the live-page helpers of :mod:`agentstream.contrib` do this when a
+browser goes away).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ __all__ = [
     "DEFAULT_BUFFER_SIZE",
     "DEFAULT_LINGER",
     "SHARED_HEARTBEAT_SECONDS",
+    "IteratorStop",
     "SharedTaskStreams",
     "TaskSubscription",
 ]
@@ -77,6 +84,7 @@ class TaskSubscription:
         self.overflowed = False
         self.error: Optional[BaseException] = None
         self.ended = False  # the shared stream ended (error or close)
+        self.stopped = False  # its iterator was stopped from another thread
 
     def offer(self, event: TaskEvent) -> None:
         """Buffer an event (reader thread); never blocks."""
@@ -96,12 +104,21 @@ class TaskSubscription:
             self.error = error
             self._cond.notify()
 
+    def stop(self) -> None:
+        """Wake :meth:`take` for good: its iterator is being stopped (any thread)."""
+        with self._cond:
+            self.stopped = True
+            self._cond.notify()
+
     def take(self) -> Optional[TaskEvent]:
         """The next buffered event, waiting for one. None once the buffer is drained
         and it overflowed or the shared stream was closed: the iterator catches up
-        on its own. Raises the error that ended the shared stream."""
+        on its own. None at once after :meth:`stop`. Raises the error that ended
+        the shared stream."""
         with self._cond:
             while True:
+                if self.stopped:
+                    return None
                 if self._events:
                     return self._events.popleft()
                 if self.overflowed:
@@ -116,6 +133,50 @@ class TaskSubscription:
         """How many events wait in the buffer."""
         with self._cond:
             return len(self._events)
+
+
+class IteratorStop:
+    """Ends one :meth:`SharedTaskStreams.events` iterator from any thread.
+
+    :meth:`set` returns at once: the iterator's catch-up connection is shut
+    (a blocked read wakes) and its wait on the shared stream's buffer is
+    woken; the iterating thread's ``next()`` then raises ``StopIteration``
+    and the subscription is released. Setting it before the iterator starts,
+    or after it ended, is harmless.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._set = False
+        self._stream: Optional[TaskEventStream] = None
+        self._subscription: Optional[TaskSubscription] = None
+
+    def set(self) -> None:
+        """Stop the iterator (see the class doc)."""
+        with self._lock:
+            self._set = True
+            stream, subscription = self._stream, self._subscription
+        if stream is not None:
+            stream.close()
+        if subscription is not None:
+            subscription.stop()
+
+    def is_set(self) -> bool:
+        """True once :meth:`set` was called."""
+        with self._lock:
+            return self._set
+
+    def _watch_stream(self, stream: TaskEventStream) -> bool:
+        """Have :meth:`set` close ``stream``; False if it was already set."""
+        with self._lock:
+            self._stream = stream
+            return not self._set
+
+    def _watch_subscription(self, subscription: TaskSubscription) -> bool:
+        """Have :meth:`set` wake ``subscription``; False if it was already set."""
+        with self._lock:
+            self._subscription = subscription
+            return not self._set
 
 
 class SharedTaskStreams:
@@ -154,9 +215,18 @@ class SharedTaskStreams:
     # -- the iterator -------------------------------------------------------
 
     def events(
-        self, task_id: str, *, cursor: Optional[str], heartbeat_seconds: Optional[int]
+        self,
+        task_id: str,
+        *,
+        cursor: Optional[str],
+        heartbeat_seconds: Optional[int],
+        stop: Optional[IteratorStop] = None,
     ) -> Iterator[TaskEvent]:
-        """Follow one task from its first event (or after ``cursor``) to ``task.finished``."""
+        """Follow one task from its first event (or after ``cursor``) to ``task.finished``.
+
+        ``stop``, when given, ends the iterator from another thread (see
+        :class:`IteratorStop`).
+        """
         last_sequence = -1
         subscription: Optional[TaskSubscription] = None
         try:
@@ -168,6 +238,8 @@ class SharedTaskStreams:
                 joined = False
                 switch_at: Optional[TaskEvent] = None
                 with self._opener.stream_events(options) as catch_up:
+                    if stop is not None and not stop._watch_stream(catch_up):
+                        return
                     for event in catch_up:
                         if event.sequence <= last_sequence:
                             continue
@@ -186,11 +258,13 @@ class SharedTaskStreams:
                             # Subscribed after the first event is yielded, so that an
                             # iterator abandoned at once never opens the shared stream.
                             subscription = self._subscribe(task_id, event)
+                            if stop is not None and not stop._watch_subscription(subscription):
+                                return
                         if event.sequence >= subscription.position:
                             joined = True
                             break
-                if not joined:
-                    return  # the task stream ended (204: nothing after the cursor)
+                if not joined or (stop is not None and stop.is_set()):
+                    return  # the task stream ended (204: nothing after the cursor), or stopped
                 if switch_at is not None:
                     last_sequence, cursor = switch_at.sequence, switch_at.id
                     yield switch_at
@@ -208,6 +282,8 @@ class SharedTaskStreams:
                     yield shared
                     if shared.type == _FINISHED:
                         return
+                if subscription.stopped:
+                    return
                 logger.info(
                     "task %s: %s; catching up from %s",
                     task_id,

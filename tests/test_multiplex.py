@@ -15,6 +15,7 @@ from typing import Optional
 import pytest
 
 from agentstream import Client, EventType, Task, TaskEvent
+from agentstream._multiplex import IteratorStop
 from agentstream.server import ReferenceServer
 
 from .waiting import wait_until
@@ -223,3 +224,74 @@ def test_an_iterator_started_after_other_events_still_starts_at_its_tasks_first(
     assert_exactly(late, early_ids)
     finish(client, running.task)
     assert running.done.wait(10)
+
+
+class StoppableFollower(Follower):
+    """A Follower whose iterator another thread can stop (an IteratorStop)."""
+
+    def __init__(self, client: Client, task: Task) -> None:
+        self.stop = IteratorStop()
+        self.client = client
+        super().__init__(task)
+
+    def _run(self) -> None:
+        try:
+            events = self.client.task_streams.events(
+                self.task.id, cursor=None, heartbeat_seconds=None, stop=self.stop
+            )
+            for event in events:
+                with self._lock:
+                    self.events.append(event)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+def test_an_iterator_stopped_from_another_thread_wakes_and_frees_its_place(
+    server: ReferenceServer, client: Client
+) -> None:
+    kept = Follower(client.create_task("kept", events_streaming=True))
+    assert wait_until(lambda: kept.count() == 1)
+    kept_ids = kept.ids() + publish_chunks(client, kept.task, 1)
+    assert wait_until(lambda: kept.count() == 2)  # the shared stream is open
+    on_shared = StoppableFollower(client, client.create_task("busy", events_streaming=True))
+    assert wait_until(lambda: on_shared.count() == 1)
+    publish_chunks(client, on_shared.task, 1)
+    assert wait_until(lambda: on_shared.count() == 2)  # it reads the shared buffer
+    idle = client.create_task("idle", events_streaming=True)
+    kept_ids += publish_chunks(client, kept.task, 1)  # the shared stream is past idle's event
+    assert wait_until(lambda: kept.count() == 3)
+    on_catch_up = StoppableFollower(client, idle)
+    assert wait_until(lambda: on_catch_up.count() == 1)
+    assert wait_until(lambda: client.task_streams.subscriptions() == 3)
+    # on_catch_up waits on its own task stream (nothing new for it), on_shared
+    # on the shared stream's buffer: both reads are blocked.
+    assert server.app.wait_open_streams(2)
+    assert not on_catch_up.done.is_set()
+    assert not on_shared.done.is_set()
+
+    on_catch_up.stop.set()
+    assert on_catch_up.done.wait(5)
+    assert server.app.wait_open_streams(1)  # its catch-up connection is closed
+    on_shared.stop.set()
+    assert on_shared.done.wait(5)
+    assert client.task_streams.subscriptions() == 1
+    assert on_catch_up.error is None
+    assert on_shared.error is None
+    assert on_catch_up.count() == 1
+    assert on_shared.count() == 2
+
+    kept_ids += publish_chunks(client, kept.task, 2)  # the others are untouched
+    kept_ids.append(finish(client, kept.task))
+    assert kept.done.wait(10)
+    assert_exactly(kept, kept_ids)
+
+
+def test_a_stop_set_before_the_iterator_starts_ends_it_at_once(client: Client) -> None:
+    task = client.create_task("never read", events_streaming=True)
+    stop = IteratorStop()
+    stop.set()
+    events = client.task_streams.events(task.id, cursor=None, heartbeat_seconds=None, stop=stop)
+    assert list(events) == []
+    assert client.task_streams.subscriptions() == 0

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Optional
 
+from ..sse._encode import encode_event
+
 __all__ = [
     "ReadBatch",
     "StoredEvent",
@@ -70,7 +72,7 @@ class StoredEvent:
 
     def sse_frame(self) -> bytes:
         """The event as one SSE frame: ``id``, ``event`` and ``data`` lines, blank line."""
-        return f"id: {self.id}\nevent: {self.type}\ndata: {self.envelope}\n\n".encode()
+        return encode_event(self.envelope, event=self.type, id=self.id)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 from werkzeug.wrappers import Request
 
 from ..event_types import WIRE_TYPES, EventType
+from ..sse._encode import encode_comment
 from ._bodies import ApiError
 from ._errors import ExpiredCursorError, InvalidCursorError, StoreClosedError
 from ._events import StoredEvent
@@ -43,6 +44,8 @@ MAX_HEARTBEAT = 300.0
 _MAX_CURSOR_LENGTH = 200
 _BATCH = 256
 _FINISHED = EventType.TASK_FINISHED.value
+_CONNECTED = encode_comment("connected")
+_HEARTBEAT = encode_comment("heartbeat")
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,7 @@ class OpenStreams:
     def _run(
         self, spec: StreamSpec, handle: _Handle, writer: Optional[DirectWriter]
     ) -> Iterator[bytes]:
-        yield b": connected\n\n"
+        yield _CONNECTED
         framer = _Framer(spec)
         last_write = time.monotonic()
         position = spec.after
@@ -276,7 +279,7 @@ class OpenStreams:
             idle = time.monotonic() - max(last_write, subscription.last_direct_write)
             if idle >= spec.heartbeat:
                 subscription.pause_direct()
-                yield b": heartbeat\n\n"
+                yield _HEARTBEAT
                 last_write = time.monotonic()
                 subscription.resume_direct()
                 continue

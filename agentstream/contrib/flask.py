@@ -54,6 +54,15 @@ handlers, each event once across the webhooks and the stream:
   else ``sqlite:///<app.instance_path>/agentstream.sqlite3``.
 - ``AGENTSTREAM_WEBHOOK_TOLERANCE`` (300 s), ``AGENTSTREAM_WEBHOOK_ACCEPT_AGENTRAIL``
   (False).
+
+A live task page: a view that returns :meth:`AgentStream.live_response`
+answers the browser's ``EventSource`` with the task's events as they happen
+(``docs/live-pages.md``)::
+
+    @app.get("/tasks/<task_id>/events")
+    def task_events(task_id):
+        check_the_user_may_see(task_id)  # the helper streams any task it is given
+        return agentstream.live_response(task_id)
 """
 
 from __future__ import annotations
@@ -62,10 +71,10 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 import click
 from flask import Blueprint, Flask, Response, current_app, request
@@ -76,10 +85,12 @@ from ..client import Client
 from ..cursors import CursorStore
 from ..dispatch import Registry, default_registry
 from ..errors import AgentStreamError, ConfigurationError
+from ..event_types import EventType
 from ..listener import Listener
 from ..models import TaskEvent
 from ..webhooks import DeduplicatingRegistry, DedupStore, WebhookReceiver
 from . import _common
+from ._live import DEFAULT_PAGE_HEARTBEAT_SECONDS, LiveStreamRefused, open_live_stream
 from ._settings import KEYS, WEBHOOK_KEYS, ListenerSettings, WebhookSettings
 
 __all__ = ["AgentStream"]
@@ -295,6 +306,56 @@ class AgentStream:
             cursor_store=cursor_store if cursor_store is not None else self.cursor_store(app),
             **kwargs,
         )
+
+    def live_response(
+        self,
+        task_id: Optional[str] = None,
+        *,
+        event_types: Optional[Sequence[Union[str, EventType]]] = None,
+        heartbeat_seconds: float = DEFAULT_PAGE_HEARTBEAT_SECONDS,
+        retry_ms: Optional[int] = None,
+    ) -> Response:
+        """A ``text/event-stream`` response for the current request: a live
+        task page's ``EventSource`` reads it (``docs/live-pages.md``).
+
+        With ``task_id``, the task's events from its first one to its
+        ``task.finished`` (then the response ends), over the current app's
+        client's shared task streams: one upstream connection however many
+        pages are open. Without it, the events of ``event_types`` (all when
+        None) from the live end, on a stream of their own. Each event is one
+        SSE frame (``id``: the event id, ``event``: its type, ``data``: its JSON
+        envelope); a comment follows every ``heartbeat_seconds`` without one.
+
+        The request's ``Last-Event-ID`` header (what the browser sends when it
+        reconnects) resumes after that event: nothing missed, nothing twice.
+        A browser that goes away is noticed at the next write (within two
+        heartbeats) and its upstream and thread are freed. The API key never
+        leaves the server.
+
+        Each open page holds one worker thread of the web server for as long
+        as it is open (size gunicorn's ``--threads`` for it). The view must
+        check that the user may see the task: this streams any task it is given.
+
+        Answers 404 for an unknown task or one not created with
+        ``events_streaming=True``, 400 or 410 for a ``Last-Event-ID`` the
+        server refuses, and 204 for a finished task resumed after its last
+        event (``EventSource`` does not retry those).
+        """
+        state = self._state()
+        last_event_id = request.headers.get("Last-Event-ID") or None
+        try:
+            live = open_live_stream(
+                self._client_for(state),
+                task_id=task_id,
+                event_types=event_types,
+                last_event_id=last_event_id,
+                heartbeat_seconds=heartbeat_seconds,
+                retry_ms=retry_ms,
+                upstream_heartbeat_seconds=state.settings.heartbeat_seconds,
+            )
+        except LiveStreamRefused as refused:
+            return Response(refused.message, status=refused.status, mimetype="text/plain")
+        return Response(live, status=live.status, headers=live.headers)
 
     def _client_for(self, state: _AppState) -> Client:
         with state.lock:

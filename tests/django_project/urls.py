@@ -1,5 +1,5 @@
-"""Two views: the events the handlers recorded, newest first, and agentstream's
-webhook receiver."""
+"""The views: the events the handlers recorded, newest first, agentstream's
+webhook receiver, and live task pages' event streams."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from django.urls import path
 
 from agentstream.contrib.django.views import webhook
 
-from .shipments.views import handled_events
+from .shipments.views import handled_events, shipped_events, task_events
 
-urlpatterns = [path("events/", handled_events), path("webhooks/", webhook)]
+urlpatterns = [
+    path("events/", handled_events),
+    path("webhooks/", webhook),
+    path("tasks/<str:task_id>/events/", task_events),
+    path("shipped/events/", shipped_events),
+]

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+
+from agentstream.contrib.django.live import live_response
 
 from .models import HandledEvent
 
@@ -8,3 +10,19 @@ from .models import HandledEvent
 def handled_events(request: HttpRequest) -> JsonResponse:
     events = HandledEvent.objects.order_by("-sequence").values("event_id", "type", "sequence")
     return JsonResponse({"events": list(events)})
+
+
+def task_events(request: HttpRequest, task_id: str) -> HttpResponseBase:
+    """A live task page's event stream (``?heartbeat=`` seconds, for the tests)."""
+    return live_response(
+        request, task_id, heartbeat_seconds=float(request.GET.get("heartbeat", "15"))
+    )
+
+
+def shipped_events(request: HttpRequest) -> HttpResponseBase:
+    """Every task's ``task.shipped`` events, from the live end."""
+    return live_response(
+        request,
+        event_types=["task.shipped"],
+        heartbeat_seconds=float(request.GET.get("heartbeat", "15")),
+    )

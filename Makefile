@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint typecheck types docs unit bench clean test-compat
+.PHONY: test demo lint typecheck types docs unit browser bench clean test-compat
 
 $(BIN)/python:
 	@echo "make: creating the virtualenv $(VENV) with $(PYTHON) (first run only)"
@@ -41,8 +41,13 @@ docs: $(STAMP)
 	else echo "docs: skipped, MkDocs and mkdocstrings need Python >= 3.11"; fi
 
 # Both cores: 136 s against 255 s serially on the 2-core machine (942 tests).
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/pytest -n 2
+
+# Headless Chromium for the live page's browser tests: installed with apt-get
+# when missing and root (about 13 s, once); elsewhere those tests are skipped.
+browser:
+	@sh tools/install_chromium.sh
 
 demo: $(STAMP)
 	$(BIN)/python -m agentstream demo

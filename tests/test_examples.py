@@ -381,3 +381,46 @@ def test_django_project_example_records_finished_tasks_by_webhook(tmp_path: Path
     with contextlib.closing(sqlite3.connect(db)) as conn:
         states = conn.execute("SELECT DISTINCT state FROM agentstream_webhook_dedup").fetchall()
     assert states == [("handled",)]
+
+
+def test_live_page_example_serves_a_task_live_and_keeps_the_key_on_the_server(
+    tmp_path: Path,
+) -> None:
+    """What the browser test drives, without a browser: the pages, the stream, the
+    headers (tests/test_live_page_browser.py checks what a person sees)."""
+    from agentstream.server import ReferenceServer
+    from agentstream.server._agent import script_event_types
+
+    from .live_page_example import example
+
+    with ReferenceServer(tmp_path / "events.sqlite3", agent_pace=0.0) as server:
+        app = example.create_app(
+            {"AGENTSTREAM_BASE_URL": server.url, "AGENTSTREAM_API_KEY": server.api_key}
+        )
+        browser = app.test_client()
+        # buffered: each body is read now, while the server runs (not when first looked at)
+        index = browser.get("/", buffered=True)
+        created = browser.post("/tasks", data={"prompt": "<b>Haiku</b> please"}, buffered=True)
+        assert created.status_code == 303
+        page = browser.get(created.headers["Location"], buffered=True)
+        events_url = re.search(r'data-events-url="([^"]+)"', page.text)
+        assert events_url is not None
+        stream = browser.get(events_url[1], buffered=True)  # ends after task.finished
+        with browser.get("/static/live.js", buffered=True) as script:
+            script_text = script.text
+        unknown = browser.get("/tasks/task_unknown", buffered=True)
+        with app.app_context():
+            example.agentstream.client.close()
+    assert index.status_code == page.status_code == stream.status_code == 200
+    assert "&lt;b&gt;Haiku&lt;/b&gt; please" in page.text  # the prompt, escaped
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "default-src 'self'" in policy
+    assert stream.mimetype == "text/event-stream"
+    assert stream.text.count("\nevent: ") == len(script_event_types())
+    assert "textContent" in script_text
+    assert ".innerHTML" not in script_text
+    assert unknown.status_code == 404
+    assert server.api_key not in script_text
+    for answer in (index, created, page, stream):
+        assert server.api_key not in answer.get_data(as_text=True) + str(answer.headers)

@@ -27,10 +27,6 @@ from agentstream.contrib.flask import AgentStream
 
 agentstream = AgentStream()
 
-# A page reconnects this soon (ms) when its connection drops, and resumes
-# after the last event it got (the browser sends Last-Event-ID).
-RECONNECT_MS = 1000
-
 # Event data reaches the page as text only (live.js uses textContent); the
 # policy also forbids inline scripts and other origins, should that slip.
 CONTENT_SECURITY_POLICY = (
@@ -42,6 +38,12 @@ CONTENT_SECURITY_POLICY = (
 def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     app = Flask(__name__)
     app.config["AGENTSTREAM_CURSOR_STORE"] = "memory"  # this app runs no listener
+    # A comment this often keeps an idle page's connection open and finds out
+    # when its browser has gone (within two of them).
+    app.config["LIVE_PAGE_HEARTBEAT_SECONDS"] = 15.0
+    # A page reconnects this soon (ms) when its connection drops, and resumes
+    # after the last event it got (the browser sends Last-Event-ID).
+    app.config["LIVE_PAGE_RECONNECT_MS"] = 1000
     app.config.from_prefixed_env()  # FLASK_AGENTSTREAM_API_KEY=... also works
     app.config.update(config or {})
     agentstream.init_app(app)
@@ -76,6 +78,10 @@ def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     @app.get("/tasks/<task_id>/events")
     def task_events(task_id: str) -> Response:
         # The same check as the page's: this streams any task it is given.
-        return agentstream.live_response(task_id, retry_ms=RECONNECT_MS)
+        return agentstream.live_response(
+            task_id,
+            heartbeat_seconds=float(app.config["LIVE_PAGE_HEARTBEAT_SECONDS"]),
+            retry_ms=int(app.config["LIVE_PAGE_RECONNECT_MS"]),
+        )
 
     return app

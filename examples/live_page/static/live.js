@@ -130,6 +130,14 @@
     document.body.dataset.finished = "true";
   });
 
+  // Leaving the page: close the stream, so that the server lets go of it now.
+  // Without this, a page kept in the back/forward cache keeps its stream open
+  // (Chromium does). Coming back to such a page: load it anew, whole.
+  window.addEventListener("pagehide", () => source.close());
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted && !finished) window.location.reload();
+  });
+
   source.addEventListener("open", () => {
     connectionEl.textContent = "";
   });

@@ -14,7 +14,10 @@ class WSGIServer:
     def __init__(self, app: Any) -> None:
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="test-wsgi-server", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how long shutdown() waits
+            name="test-wsgi-server",
+            daemon=True,
         )
         self.url = f"http://127.0.0.1:{self._server.server_port}"
 

@@ -66,7 +66,9 @@ SSE_HEADERS: tuple[tuple[str, str], ...] = (
 
 START_WAIT = 1.0
 """Seconds :func:`open_live_stream` waits for the upstream's first answer before
-it starts the response (so that an error can still be an HTTP status)."""
+it starts the response (so that an error can still be an HTTP status). A
+filter page without a cursor waits for its upstream to connect instead, up to
+the client's timeout."""
 
 HANDOFF_SIZE = 256
 """Events the pump may hold for a page whose browser reads slowly. When it is
@@ -372,7 +374,11 @@ def open_live_stream(
         name=name,
     )
     live._start()
-    first = handoff.peek(START_WAIT)
+    # A filter page without a cursor starts at the live end, which is where the
+    # upstream is when it connects: the page answers once it has, so that what
+    # happens after the browser saw the response start reaches it.
+    wait = START_WAIT if task_id is not None or last_event_id else client.timeout
+    first = handoff.peek(wait)
     if isinstance(first, _End):
         live.close()
         live.status = 204

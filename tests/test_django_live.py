@@ -24,6 +24,7 @@ from agentstream.contrib.django.live import get_client  # noqa: E402
 from agentstream.server import ReferenceServer  # noqa: E402
 from agentstream.server._agent import script_event_types  # noqa: E402
 
+from .django_project.shipments.views import LIVE_PAGE_WORKERS  # noqa: E402
 from .server_fixtures import Frame, ServerFactory, SSEReader, wait_until  # noqa: E402
 
 IDLE_AGENT = 3600.0
@@ -108,8 +109,12 @@ def test_a_quiet_django_page_gets_heartbeats_and_is_freed_when_the_browser_leave
             assert reader.next_event().envelope["data"] == "hello"
             assert streams.subscriptions() == 1
             (pump,) = [t for t in threading.enumerate() if t.name == f"agentstream-live-{task.id}"]
+            worker = LIVE_PAGE_WORKERS[-1]
+            assert worker.is_alive()
+        # The browser is gone: within two heartbeats its upstream place, its
+        # upstream thread and the server's worker thread are all released.
         assert wait_until(lambda: streams.subscriptions() == 0, timeout=5)
-        assert wait_until(lambda: not pump.is_alive(), timeout=5)
+        assert wait_until(lambda: not pump.is_alive() and not worker.is_alive(), timeout=5)
         assert idle.app.wait_open_streams(0, timeout=5)
 
 
@@ -137,8 +142,15 @@ def test_a_django_page_refuses_what_it_cannot_stream_and_never_shows_the_key(
 def test_a_django_filter_page_follows_shipped_events_from_the_live_end(
     running: ReferenceServer, live_server: LiveServer
 ) -> None:
-    with Client(running.url, running.api_key) as client, page(live_server, "/shipped/events/") as r:
+    client = Client(running.url, running.api_key)
+    with client, page(live_server, "/shipped/events/", heartbeat=0.2) as reader:
         task = client.create_task("ship it")
-        shipped = r.next_event()
+        shipped = reader.next_event()
     assert shipped.event == "task.shipped"
     assert shipped.envelope["taskId"] == task.id
+    # A filter page never ends by itself: leaving it frees its upstream thread.
+    assert wait_until(lambda: not live_threads(), timeout=5)
+
+
+def live_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("agentstream-live-")]

@@ -33,6 +33,7 @@ from .wsgi_server import WSGIServer
 
 IDLE_AGENT = 3600.0
 QUICK_HEARTBEAT = 0.2
+TEST_HEARTBEAT = 0.5
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Web:
         self, path: str, last_event_id: Optional[str] = None, **params: Any
     ) -> Iterator[SSEReader]:
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        params.setdefault("heartbeat", TEST_HEARTBEAT)  # a closed page is noticed soon
         with requests.get(
             self.url + path, params=params, headers=headers, stream=True, timeout=(5, 5)
         ) as response:
@@ -106,6 +108,8 @@ def serving(server: ReferenceServer) -> Iterator[Web]:
         web = Web(wsgi.url, app, extension, server, seen["workers"], seen["last_event_ids"])
         try:
             yield web
+            # Every page the test closed is noticed and its upstream thread ends.
+            assert wait_until(lambda: not live_threads(), timeout=5), live_threads()
         finally:
             with app.app_context():
                 extension.client.close()
@@ -258,8 +262,10 @@ def test_a_browser_that_leaves_is_noticed_and_its_upstream_and_thread_freed(idle
             assert event_ids(page.rest())[-2:] == ids
 
 
-def live_threads(task: Task) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == f"agentstream-live-{task.id}"]
+def live_threads(task: Optional[Task] = None) -> list[threading.Thread]:
+    """The pages' upstream threads (of ``task``'s pages, or all)."""
+    name = f"agentstream-live-{task.id}" if task else "agentstream-live-"
+    return [t for t in threading.enumerate() if t.name.startswith(name)]
 
 
 def test_pages_of_many_tasks_share_one_upstream_connection(idle: Web) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -47,7 +49,7 @@ def test_line_breaks_in_data_become_data_lines(data: str, lines: bytes) -> None:
     event=st.one_of(st.none(), st.text(min_size=1).filter(lambda t: not {"\r", "\n"} & set(t))),
     id=st.one_of(st.none(), st.text().filter(lambda t: not {"\r", "\n", "\0"} & set(t))),
 )
-def test_what_is_written_is_read_back(data: str, event: str | None, id: str | None) -> None:
+def test_what_is_written_is_read_back(data: str, event: Optional[str], id: Optional[str]) -> None:
     (parsed,) = parse(encode_event(data, event=event, id=id))
     assert isinstance(parsed, ServerSentEvent)
     expected_data = data.replace("\r\n", "\n").replace("\r", "\n")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from agentstream.contrib.django.live import live_response
@@ -12,8 +14,13 @@ def handled_events(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"events": list(events)})
 
 
+LIVE_PAGE_WORKERS: list[threading.Thread] = []
+"""The threads that served task_events (the tests check each one returns)."""
+
+
 def task_events(request: HttpRequest, task_id: str) -> HttpResponseBase:
     """A live task page's event stream (``?heartbeat=`` seconds, for the tests)."""
+    LIVE_PAGE_WORKERS.append(threading.current_thread())
     return live_response(
         request, task_id, heartbeat_seconds=float(request.GET.get("heartbeat", "15"))
     )

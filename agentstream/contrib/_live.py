@@ -30,7 +30,7 @@ import collections
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Callable, Optional, Union
 
 from .._compat import model_private
@@ -168,7 +168,7 @@ class LiveStream:
 
     def __init__(
         self,
-        upstream: Iterator[TaskEvent],
+        upstream: Iterable[TaskEvent],
         stop_upstream: Callable[[], None],
         *,
         handoff: _Handoff,
@@ -235,7 +235,15 @@ class LiveStream:
                 chunk: list[bytes] = []
                 for item in items:
                     if isinstance(item, TaskEvent):
-                        chunk.append(frame(item))
+                        try:
+                            chunk.append(frame(item))
+                        except ValueError:  # a line break in its id or type
+                            logger.warning(
+                                "a live page skipped event %r of type %r: SSE cannot carry "
+                                "a line break in an id or type",
+                                item.id,
+                                str(item.type),
+                            )
                     elif isinstance(item, _End):
                         if chunk:
                             yield b"".join(chunk)
@@ -328,7 +336,7 @@ def open_live_stream(
         raise ValueError(f"heartbeat_seconds must be positive, got {heartbeat_seconds!r}")
     types = frozenset(str(t) for t in event_types) if event_types else None
     handoff = _Handoff(HANDOFF_SIZE)
-    upstream: Iterator[TaskEvent]
+    upstream: Iterable[TaskEvent]
     stop_upstream: Callable[[], None]
     if task_id is not None:
         try:
@@ -361,7 +369,7 @@ def open_live_stream(
             ),
             on_happening=on_happening,
         )
-        upstream, stop_upstream = iter(stream), stream.close
+        upstream, stop_upstream = stream, stream.close
         types = None  # the server filters
         name = "agentstream-live-filter"
     live = LiveStream(

@@ -22,7 +22,11 @@ setup()
 
 from django.core.management import call_command  # noqa: E402
 from django.core.management.base import CommandError  # noqa: E402
-from pytest_django import Settings as SettingsWrapper  # noqa: E402
+
+try:  # the dev extra's pytest-django exports the settings fixture's type as Settings
+    from pytest_django import Settings as SettingsWrapper
+except ImportError:  # pytest-django 4.11.1, the last for Python 3.9 (make test-compat)
+    from pytest_django.fixtures import SettingsWrapper  # type: ignore[attr-defined,no-redef]
 
 from agentstream import ListenerState, parse_event, signals  # noqa: E402
 from agentstream.contrib.django import checks, conf  # noqa: E402

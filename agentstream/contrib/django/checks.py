@@ -34,7 +34,7 @@ TAG = "agentstream"
 
 def register() -> None:
     """Register the checks (the app's ``ready()`` does it)."""
-    checks.register(check_settings, TAG)
+    checks.register(TAG)(check_settings)
 
 
 def check_settings(app_configs: Optional[Any] = None, **kwargs: Any) -> list[checks.CheckMessage]:

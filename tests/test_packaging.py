@@ -185,18 +185,31 @@ def test_python_versions_and_project_urls(metadata: Message) -> None:
     for minor in range(9, 14):
         assert f"Programming Language :: Python :: 3.{minor}" in classifiers
     assert metadata["Requires-Python"] == ">=3.9"
-    urls = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL") or [])
+    urls = _project_urls(metadata)
     assert {"Homepage", "Documentation", "Source", "Changelog", "Issues"} <= set(urls)
     assert all(url.startswith("https://") for url in urls.values())
 
 
-def _floors(metadata: Message) -> dict[str, str]:
+def _floors(metadata: Message, extras: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The lowest version each requirement allows: the core's, or those of ``extras``."""
     floors = {}
     for requirement in metadata.get_all("Requires-Dist") or []:
-        match = re.fullmatch(r"([a-z-]+)(?:\[.*\])?\s*\(?[^;]*?>=([\d.]+)[^;]*", requirement)
-        if match and "extra ==" not in requirement:
+        match = re.fullmatch(
+            r"([a-z-]+)(?:\[.*\])?\s*\(?[^;]*?>=([\d.]+)[^;]*(?:; (.*))?", requirement
+        )
+        if match is None:
+            continue
+        extra = re.search(r'extra == "([a-z]+)"', match.group(3) or "")
+        if (extra.group(1) in extras) if extra else not extras:
             floors[match.group(1)] = match.group(2)
     return floors
+
+
+def _compat_pins() -> dict[str, str]:
+    """What `make test-compat` installs: the Makefile's OLDEST pins."""
+    oldest = re.search(r"^OLDEST := (.*?)(?<!\\)$", (ROOT / "Makefile").read_text(), re.M | re.S)
+    assert oldest is not None
+    return dict(re.findall(r"'([a-z-]+)==([\d.]+)'", oldest.group(1)))
 
 
 def test_the_oldest_allowed_dependencies_are_not_yanked_and_are_what_compat_tests(
@@ -206,23 +219,108 @@ def test_the_oldest_allowed_dependencies_are_not_yanked_and_are_what_compat_test
     assert set(floors) == {"requests", "sseclient-py", "pydantic", "blinker"}
     # 2.32.0 and 2.32.1 were yanked (conflict with the CVE-2024-35195 mitigation)
     assert tuple(int(part) for part in floors["requests"].split(".")) >= (2, 32, 2)
-    oldest = re.search(r"^OLDEST := (.*)$", (ROOT / "Makefile").read_text(), re.M)
-    assert oldest is not None
-    pins = dict(re.findall(r"'([a-z-]+)==([\d.]+)'", oldest.group(1)))
+    pins = _compat_pins()
     # `make test-compat` tests the lowest release of each floor's series
     assert all(pins[name].startswith(floor) for name, floor in floors.items()), (pins, floors)
 
 
+def test_compat_tests_each_extras_floor_too(metadata: Message) -> None:
+    floors = _floors(metadata, frozenset({"server", "webhooks", "redis", "flask", "django"}))
+    assert set(floors) == {"werkzeug", "standardwebhooks", "redis", "flask", "django"}
+    pins = _compat_pins()
+    assert all(pins[name].startswith(floor) for name, floor in floors.items()), (pins, floors)
+
+
+def _project_urls(metadata: Message) -> dict[str, str]:
+    return dict(url.split(", ", 1) for url in metadata.get_all("Project-URL") or [])
+
+
+def _heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings (lower case, spaces to hyphens)."""
+    anchors = set()
+    for heading in re.findall(r"^#+ (.+)$", markdown, re.M):
+        anchors.add(re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-"))
+    return anchors
+
+
+def repository_link_problems(repository: str, url: str, root: Path = ROOT) -> list[str]:
+    """Why ``url``, an address under ``repository``, does not name a file of it (or [])."""
+    if url == repository or url == repository + "/issues":
+        return []
+    for kind, exists in (("/blob/main/", Path.is_file), ("/tree/main/", Path.is_dir)):
+        if url.startswith(repository + kind):
+            path, _, anchor = url[len(repository + kind) :].partition("#")
+            if not exists(root / path):
+                return [f"{url}: no {path} in the repository"]
+            if anchor and anchor not in _heading_anchors((root / path).read_text()):
+                return [f"{url}: no heading #{anchor} in {path}"]
+            return []
+    return [f"{url}: not a file, folder or the issues of {repository}"]
+
+
+def address_problems(metadata_urls: dict[str, str], readme: str, root: Path = ROOT) -> list[str]:
+    """Every project URL and README link to the repository agrees with Source and resolves."""
+    repository = metadata_urls["Source"]
+    problems = []
+    for name, url in metadata_urls.items():
+        problems += [f"{name}: {p}" for p in repository_link_problems(repository, url, root)]
+    for link in re.findall(r"\]\(([^)]+)\)", readme):
+        if not link.startswith("https://"):
+            problems.append(f"{link}: relative links break on the index page")
+        elif link.startswith("https://github.com/") and not link.startswith(repository + "/"):
+            problems.append(f"{link}: not under Source, {repository}")
+        elif link.startswith(repository + "/"):
+            problems += repository_link_problems(repository, link, root)
+    return problems
+
+
 def test_readme_links_work_on_the_package_index(metadata: Message) -> None:
+    # The index page shows the README alone: each link is absolute, under the one
+    # repository address (pyproject's Source; tools/repository_url.py changes it),
+    # and names a file (and heading) or folder that exists in this checkout.
     readme = (ROOT / "README.md").read_text()
-    links = re.findall(r"\]\(([^)]+)\)", readme)
-    assert links
-    repository = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL") or [])["Source"]
-    for link in links:
-        assert link.startswith("https://"), f"{link}: relative links break on the index page"
-        if link.startswith(repository + "/blob/main/"):
-            path = link[len(repository + "/blob/main/") :].split("#")[0]
-            assert (ROOT / path).is_file(), link
+    assert len(re.findall(r"\]\(([^)]+)\)", readme)) >= 15
+    assert address_problems(_project_urls(metadata), readme) == []
+
+
+def test_a_link_to_a_missing_file_or_heading_or_another_repository_is_caught() -> None:
+    base = "https://github.com/owner/name"
+    urls = {"Source": base, "Changelog": base + "/blob/main/CHANGES.md"}
+    readme = (
+        f"[a]({base}/blob/main/docs/nowhere.md) [b]({base}/blob/main/docs/handlers.md#nothing)"
+        f" [c](https://github.com/someone/else/blob/main/README.md) [d](docs/client.md)"
+        f" [e]({base}/blob/main/docs/handlers.md#what-is-guaranteed) [f]({base}/tree/main/docs)"
+    )
+    assert address_problems(urls, readme) == [
+        f"Changelog: {base}/blob/main/CHANGES.md: no CHANGES.md in the repository",
+        f"{base}/blob/main/docs/nowhere.md: no docs/nowhere.md in the repository",
+        f"{base}/blob/main/docs/handlers.md#nothing: no heading #nothing in docs/handlers.md",
+        f"https://github.com/someone/else/blob/main/README.md: not under Source, {base}",
+        "docs/client.md: relative links break on the index page",
+    ]
+
+
+def test_the_repository_address_changes_in_one_command(tmp_path: Path) -> None:
+    (tmp_path / "tools").mkdir()
+    shutil.copy(ROOT / "tools" / "repository_url.py", tmp_path / "tools")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    old = re.search(r'^Source = "([^"]+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert old is not None
+    tool = [sys.executable, str(tmp_path / "tools" / "repository_url.py")]
+    new = "https://example.org/published/agentstream"
+    done = subprocess.run([*tool, new], capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout == f"{old.group(1)} -> {new}: pyproject.toml, README.md\n"
+    shown = subprocess.run(tool, capture_output=True, text=True, timeout=30, check=True)
+    assert shown.stdout == new + "\n"
+    pyproject = (tmp_path / "pyproject.toml").read_text()
+    readme = (tmp_path / "README.md").read_text()
+    assert old.group(1) not in pyproject + readme
+    urls = dict(re.findall(r'^(\w+) = "(https://[^"]+)"$', pyproject, re.M))
+    assert set(urls) == {"Homepage", "Documentation", "Source", "Changelog", "Issues"}
+    assert urls["Source"] == new
+    # the links still name files that exist (the checkout's: the copy has only two)
+    assert address_problems(urls, readme) == []
 
 
 def test_the_readmes_first_screen_keeps_the_two_commands() -> None:
@@ -255,6 +353,7 @@ def test_the_sdist_holds_the_tests_docs_examples_and_build_files(sdist: Path) ->
         "LICENSE",
         "README.md",
         "CHANGELOG.md",
+        "CONTRIBUTING.md",
         "Makefile",
         "setup.cfg",
         "pyproject.toml",

@@ -171,3 +171,33 @@ def test_the_reporting_connection_applies_urllib3s_timeout_or_none(
     connection.connect()
     assert seen[0].gettimeout() == (socket.getdefaulttimeout() if timeout is None else timeout)
     connection.close()
+
+
+# -- Django migrations across django-stubs ----------------------------------------------
+
+
+def test_migrations_keep_djangos_unannotated_class_attributes() -> None:
+    # django-stubs 4.2.7 (make test-compat's, for Django 4.2) declares a Migration's
+    # initial, dependencies and operations as instance variables and 6.x as ClassVar:
+    # mypy accepts both only when they are assigned without an annotation, as Django
+    # writes them (docs/decisions.md).
+    import ast
+    from pathlib import Path
+
+    import agentstream.contrib
+
+    folder = Path(agentstream.contrib.__file__).parent / "django" / "migrations"
+    migrations = sorted(folder.glob("0*.py"))
+    assert migrations
+    for path in migrations:
+        (migration,) = [
+            node
+            for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.ClassDef) and node.name == "Migration"
+        ]
+        annotated = [
+            node.target.id
+            for node in migration.body
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+        ]
+        assert annotated == [], f"{path.name}: {annotated} annotated"

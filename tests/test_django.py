@@ -23,11 +23,6 @@ setup()
 from django.core.management import call_command  # noqa: E402
 from django.core.management.base import CommandError  # noqa: E402
 
-try:  # the dev extra's pytest-django exports the settings fixture's type as Settings
-    from pytest_django import Settings as SettingsWrapper
-except ImportError:  # pytest-django 4.11.1, the last for Python 3.9 (make test-compat)
-    from pytest_django.fixtures import SettingsWrapper  # type: ignore[attr-defined,no-redef]
-
 from agentstream import ListenerState, parse_event, signals  # noqa: E402
 from agentstream.contrib.django import checks, conf  # noqa: E402
 from agentstream.contrib.django.models import ListenerCursor  # noqa: E402
@@ -37,6 +32,7 @@ from agentstream.server import ReferenceServer  # noqa: E402
 
 from .django_project.shipments.agentstream_handlers import record  # noqa: E402
 from .django_project.shipments.models import HandledEvent  # noqa: E402
+from .django_settings_type import SettingsWrapper  # noqa: E402
 from .server_fixtures import ServerFactory, wait_until  # noqa: E402
 
 

@@ -19,7 +19,6 @@ setup()
 
 from django.db import connection  # noqa: E402
 from django.test import Client as DjangoClient  # noqa: E402
-from pytest_django import Settings as SettingsWrapper  # noqa: E402
 from pytest_django.live_server_helper import LiveServer  # noqa: E402
 
 from agentstream import TaskEvent  # noqa: E402
@@ -33,6 +32,7 @@ from agentstream.webhooks import DeduplicatingRegistry  # noqa: E402
 
 from .django_project.shipments.events import registry  # noqa: E402
 from .django_project.shipments.models import HandledEvent  # noqa: E402
+from .django_settings_type import SettingsWrapper  # noqa: E402
 from .server_fixtures import Api, ServerFactory, wait_until  # noqa: E402
 from .webhook_fixtures import (  # noqa: E402
     OTHER_SECRET,

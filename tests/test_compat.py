@@ -201,3 +201,20 @@ def test_migrations_keep_djangos_unannotated_class_attributes() -> None:
             if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
         ]
         assert annotated == [], f"{path.name}: {annotated} annotated"
+
+
+def test_the_tests_take_pytest_djangos_settings_type_from_one_module() -> None:
+    # pytest-django 4.11.1, the last release for Python 3.9 (make test-compat), has no
+    # pytest_django.Settings: a test module importing it stops the whole collection
+    # there, the unpacked sdist's included. tests/django_settings_type.py has both names.
+    import re
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    direct = [
+        path.name
+        for path in sorted(tests.rglob("*.py"))
+        if path.name != "django_settings_type.py"
+        and re.search(r"from pytest_django import [^\n]*\bSettings\b", path.read_text())
+    ]
+    assert direct == []

@@ -16,7 +16,6 @@ from .django_project import setup
 
 setup()
 
-from pytest_django import Settings as SettingsWrapper  # noqa: E402
 from pytest_django.live_server_helper import LiveServer  # noqa: E402
 
 from agentstream import Client, EventType  # noqa: E402
@@ -25,6 +24,7 @@ from agentstream.server import ReferenceServer  # noqa: E402
 from agentstream.server._agent import script_event_types  # noqa: E402
 
 from .django_project.shipments.views import LIVE_PAGE_WORKERS  # noqa: E402
+from .django_settings_type import SettingsWrapper  # noqa: E402
 from .server_fixtures import Frame, ServerFactory, SSEReader, wait_until  # noqa: E402
 
 IDLE_AGENT = 3600.0

@@ -54,7 +54,7 @@ demo: $(STAMP)
 
 # The oldest supported stack: Python 3.9, the lowest versions pyproject.toml
 # allows, and urllib3 1.26 (as botocore pins it there); mypy, then the whole
-# suite. Not part of `make test` (4 to 5 minutes, docs/decisions.md). It needs
+# suite. Not part of `make test` (3 to 5 minutes, docs/decisions.md). It needs
 # a python3.9 (PYTHON39=/path/to/python3.9); another Python runs the same pins.
 # A floor that names a minor version (`flask>=2.3`) is tested at that series'
 # last patch release (2.3.3); requests (2.32.0 and 2.32.1 are yanked) and redis

@@ -35,12 +35,12 @@ of the latency is threads waiting for the GIL).
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import re
 import selectors
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,6 +111,7 @@ def tail(port: int, count: int, silent: int) -> None:
     stdin = sys.stdin.buffer.raw  # type: ignore[attr-defined]
     selector.register(stdin, selectors.EVENT_READ)
     opened = 0
+    cpu_at_ready = 0.0
     latencies: list[float] = []
     expected: Optional[int] = None
     deadline = float("inf")
@@ -139,6 +140,7 @@ def tail(port: int, count: int, silent: int) -> None:
                 s["open"] = True
                 opened += 1
                 if opened == count:
+                    cpu_at_ready = _own_cpu()
                     print("ready", flush=True)
             cut = buf.rfind(b"\n\n")
             if cut < 0:
@@ -160,6 +162,7 @@ def tail(port: int, count: int, silent: int) -> None:
                 "last": last,
                 "p50": _percentile(latencies, 0.50),
                 "p99": _percentile(latencies, 0.99),
+                "cpu": _own_cpu() - cpu_at_ready,  # since every stream was open
             }
         ),
         flush=True,
@@ -170,17 +173,27 @@ def tail(port: int, count: int, silent: int) -> None:
 
 def publish(port: int, threads: int, seconds: float, rate: Optional[float], pad: int) -> None:
     """Role ``--publish``: ``threads`` publishers for ``seconds`` (paced at ``rate``/s if
-    given); prints one JSON line: how many were published, first send, last answer."""
+    given); prints one JSON line: how many were published, first send, last answer, and
+    this process's CPU seconds.
+
+    Each publisher is one kept-alive connection written with a prepared request and
+    read with a scan for the end of the answer (``_Answers``): about a tenth of the
+    CPU of ``http.client``, whose request building and ``email``-based answer parsing
+    made the publishers a fifth of the machine at 1,000 publishes/s.
+    """
     lock = threading.Lock()
     slots = iter(range(10**9))
     counts = [0] * threads
     start = time.time() + 0.2
     end = start + seconds
     first_last = [float("inf"), 0.0]
+    head = (
+        "POST /task-events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
+    ).encode()
 
     def run(index: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        answers = _Answers(port)
         while True:
             if rate is not None:
                 with lock:
@@ -195,16 +208,15 @@ def publish(port: int, threads: int, seconds: float, rate: Optional[float], pad:
                 break
             sent = time.time()
             body = json.dumps({"type": "message.chunk", "data": {"t": sent, "pad": "x" * pad}})
-            conn.request("POST", "/task-events", body, headers)
-            answer = conn.getresponse()
-            answer.read()
-            if answer.status != 201:
-                raise SystemExit(f"publish failed: {answer.status}")
+            request = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body.encode())
+            status = answers.exchange(request)
+            if status != 201:
+                raise SystemExit(f"publish failed: {status}")
             counts[index] += 1
             with lock:
                 first_last[0] = min(first_last[0], sent)
                 first_last[1] = max(first_last[1], time.time())
-        conn.close()
+        answers.close()
 
     while time.time() < start:
         time.sleep(0.01)
@@ -213,7 +225,57 @@ def publish(port: int, threads: int, seconds: float, rate: Optional[float], pad:
         worker.start()
     for worker in workers:
         worker.join()
-    print(json.dumps({"published": sum(counts), "first": first_last[0], "last": first_last[1]}))
+    result = {"published": sum(counts), "first": first_last[0], "last": first_last[1]}
+    print(json.dumps({**result, "cpu": _own_cpu()}))
+
+
+_LENGTH = re.compile(rb"\r\ncontent-length: *([0-9]+)", re.IGNORECASE)
+_CLOSE = re.compile(rb"\r\nconnection: *close", re.IGNORECASE)
+
+
+class _Answers:
+    """One publisher's connection: sends a request, reads its answer (which has a
+    ``Content-Length``, as every answer to a publish has), reconnects after a server
+    that closes (``Connection: close``: older revisions closed after every answer)."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._sock: Optional[socket.socket] = None
+
+    def exchange(self, request: bytes) -> int:
+        if self._sock is None:
+            self._sock = socket.create_connection(("127.0.0.1", self._port))
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = self._sock
+        sock.sendall(request)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise SystemExit("the server closed the connection before answering")
+            data += chunk
+            cut = data.find(b"\r\n\r\n")
+            if cut < 0:
+                continue
+            length = _LENGTH.search(data, 0, cut + 2)
+            if length is None:
+                raise SystemExit(f"an answer without Content-Length: {data[:200]!r}")
+            if len(data) >= cut + 4 + int(length.group(1)):
+                break
+        if _CLOSE.search(data, 0, cut + 2):
+            self.close()
+        return int(data[9:12])
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def _own_cpu() -> float:
+    """This process's CPU seconds so far (user + system, every thread)."""
+    times = os.times()
+    return times.user + times.system
 
 
 # ---------------------------------------------------------------------- the bench
@@ -256,10 +318,12 @@ class Revision:
             self.proc.kill()
             self.proc.wait()
 
-    def cpu_seconds(self) -> float:
+    def cpu_seconds(self, kernel_only: bool = False) -> float:
+        """The server process's CPU seconds so far (user + system; or system only)."""
         with open(f"/proc/{self.proc.pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = int(fields[12]) if kernel_only else int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def publishers(self, args: argparse.Namespace, rate: Optional[float]) -> dict[str, Any]:
         cmd = ["--publish", str(self.port), str(args.publishers), str(args.seconds)]
@@ -282,7 +346,7 @@ class Revision:
         return proc
 
     def run(self, args: argparse.Namespace) -> dict[str, Any]:
-        results: dict[str, Any] = {}
+        results: dict[str, Any] = {"load": os.getloadavg()[0]}
         cpu_before = self.cpu_seconds()
         pub = self.publishers(args, None)
         results["publish"] = pub["published"] / (pub["last"] - pub["first"])
@@ -294,18 +358,24 @@ class Revision:
             ("slow", args.rate, 1),
         ):
             tailers = self.tailers(args.tailers, silent)
-            cpu_before = self.cpu_seconds()
+            cpu_before, kernel_before = self.cpu_seconds(), self.cpu_seconds(kernel_only=True)
             pub = self.publishers(args, rate)
             tail_result = self._tail_until(tailers, pub["published"])
             cpu = self.cpu_seconds() - cpu_before
+            kernel = self.cpu_seconds(kernel_only=True) - kernel_before
             delivered_by = max(tail_result["last"], pub["last"])
+            published = max(1, pub["published"])
             results[name] = {
                 "rate": tail_result["received_min"] / (delivered_by - pub["first"]),
                 "published": pub["published"],
                 "received_min": tail_result["received_min"],
                 "p50": tail_result["p50"],
                 "p99": tail_result["p99"],
-                "cpu_ms": cpu * 1000 / max(1, pub["published"]),
+                "cpu_ms": cpu * 1000 / published,
+                "kernel_ms": kernel * 1000 / published,
+                # the bench's own processes, as % of one core over the run
+                "publishers_cpu": pub["cpu"] * 100 / (pub["last"] - pub["first"]),
+                "tailers_cpu": tail_result["cpu"] * 100 / (delivered_by - pub["first"]),
             }
 
         tailers = self.tailers(args.idle)
@@ -314,6 +384,7 @@ class Revision:
         cpu = (self.cpu_seconds() - before) / (time.monotonic() - started)
         self._tail_until(tailers, 0)
         results["idle_cpu"] = cpu * 100
+        results["load_after"] = os.getloadavg()[0]
         return results
 
     def _tail_until(self, tailers: subprocess.Popen[str], published: int) -> dict[str, Any]:
@@ -346,12 +417,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
     parser.add_argument("--publishers", type=int, default=4, help="publisher threads")
     parser.add_argument("--pad", type=int, default=200, help="bytes of padding per event")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="before, after, before, ...: medians of each"
+    )
     parser.add_argument("--quick", action="store_true", help="2 s runs, 20 tailers, 200 idle")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.tailers, args.idle = 2.0, 20, 200
 
-    results: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="agentstream-fanout-ab-") as scratch:
         before = Path(scratch) / "before"
         subprocess.run(
@@ -359,37 +433,63 @@ def main(argv: Optional[list[str]] = None) -> None:
             check=True,
         )
         try:
-            for label, checkout in ((args.base, before), ("working tree", ROOT)):
-                print(f"running {label} ...", file=sys.stderr, flush=True)
-                revision = Revision(label, checkout)
-                try:
-                    results[label] = revision.run(args)
-                finally:
-                    revision.close()
+            for round_ in range(args.rounds):
+                for label, checkout in ((args.base, before), ("working tree", ROOT)):
+                    print(
+                        f"round {round_ + 1}: running {label} (load {os.getloadavg()[0]:.2f}) ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    revision = Revision(label, checkout)
+                    try:
+                        runs.setdefault(label, []).append(revision.run(args))
+                    finally:
+                        revision.close()
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=True
             )
-    report(args, results)
+    report(args, {label: _medians(each) for label, each in runs.items()}, runs)
+
+
+def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of every measure over the rounds (None where a round had none)."""
+    merged: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            merged[key] = _medians([run[key] for run in runs])
+        else:
+            values = [run[key] for run in runs if run[key] is not None]
+            merged[key] = statistics.median(values) if values else None
+    return merged
 
 
 def _ms(value: Optional[float]) -> str:
     return "-" if value is None else f"{value * 1000:.1f}"
 
 
-def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
+def report(
+    args: argparse.Namespace,
+    results: dict[str, dict[str, Any]],
+    runs: dict[str, list[dict[str, Any]]],
+) -> None:
     old, new = (results[label] for label in results)
     labels = list(results)
+    loads = [f"{run['load']:.2f}-{run['load_after']:.2f}" for each in runs.values() for run in each]
     print(
         f"\n{args.tailers} tailers, {args.publishers} publisher threads, {args.seconds:g} s runs, "
-        f"paced at {args.rate:g}/s, {args.idle} idle streams; {os.cpu_count()} cores\n"
+        f"paced at {args.rate:g}/s, {args.idle} idle streams; {os.cpu_count()} cores; "
+        f"medians of {args.rounds} round(s); 1-minute load average at the start and end "
+        f"of each revision's run, in run order: {', '.join(loads)}\n"
     )
     print(f"| measure | {labels[0]} | {labels[1]} | after / before |")
     print("|---|---:|---:|---:|")
 
-    def row(name: str, a: float, b: float, fmt: str = "{:,.0f}") -> None:
-        ratio = b / a if a else float("inf")
-        print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.2f}× |")
+    def row(name: str, a: Optional[float], b: Optional[float], fmt: str = "{:,.0f}") -> None:
+        if a is None or b is None:
+            return
+        ratio = f"{b / a:.2f}×" if a else "-"
+        print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {ratio} |")
 
     row("publishes/s, no stream open", old["publish"], new["publish"])
     cpu_fmt = "{:.2f}"
@@ -409,9 +509,16 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None
         row(
             f"  server CPU ms per event, all deliveries ({name})", a["cpu_ms"], b["cpu_ms"], cpu_fmt
         )
+        row(f"  of which in the kernel ({name})", a["kernel_ms"], b["kernel_ms"], cpu_fmt)
         for q in ("p50", "p99"):
             if a[q] is not None and b[q] is not None:
                 row(f"  delivery latency {q}, ms ({name})", a[q] * 1000, b[q] * 1000, "{:.1f}")
+        row(
+            f"  the bench's publishers / tailers, % of a core ({name})",
+            a["publishers_cpu"] + a["tailers_cpu"],
+            b["publishers_cpu"] + b["tailers_cpu"],
+            "{:.0f}",
+        )
     row(
         f"server CPU, {args.idle} idle streams (% of one core)",
         old["idle_cpu"],

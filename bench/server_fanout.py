@@ -46,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -171,10 +172,12 @@ def tail(port: int, count: int, silent: int) -> None:
         sock.close()
 
 
-def publish(port: int, threads: int, seconds: float, rate: Optional[float], pad: int) -> None:
+def publish(
+    port: int, threads: int, seconds: float, rate: Optional[float], pad: int, limit: int = 0
+) -> None:
     """Role ``--publish``: ``threads`` publishers for ``seconds`` (paced at ``rate``/s if
-    given); prints one JSON line: how many were published, first send, last answer, and
-    this process's CPU seconds.
+    given; ``limit`` events at most if not 0); prints one JSON line: how many were
+    published, first send, last answer, and this process's CPU seconds.
 
     Each publisher is one kept-alive connection written with a prepared request and
     read with a scan for the end of the answer (``_Answers``): about a tenth of the
@@ -187,6 +190,7 @@ def publish(port: int, threads: int, seconds: float, rate: Optional[float], pad:
     start = time.time() + 0.2
     end = start + seconds
     first_last = [float("inf"), 0.0]
+    in_flight = [0]
     head = (
         "POST /task-events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
@@ -206,14 +210,21 @@ def publish(port: int, threads: int, seconds: float, rate: Optional[float], pad:
                     time.sleep(delay)
             elif time.time() >= end:
                 break
+            if limit:
+                with lock:
+                    if sum(counts) + in_flight[0] >= limit:
+                        break
+                    in_flight[0] += 1
             sent = time.time()
             body = json.dumps({"type": "message.chunk", "data": {"t": sent, "pad": "x" * pad}})
             request = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body.encode())
             status = answers.exchange(request)
             if status != 201:
                 raise SystemExit(f"publish failed: {status}")
-            counts[index] += 1
             with lock:
+                counts[index] += 1
+                if limit:
+                    in_flight[0] -= 1
                 first_last[0] = min(first_last[0], sent)
                 first_last[1] = max(first_last[1], time.time())
         answers.close()
@@ -290,18 +301,21 @@ def _percentile(values: list[float], q: float) -> Optional[float]:
 class Revision:
     """One revision's server process, and the client processes run against it."""
 
-    def __init__(self, label: str, checkout: Path) -> None:
+    def __init__(self, label: str, checkout: Path, wrapper: Sequence[str] = ()) -> None:
         self.label = label
         self.checkout = checkout
-        self.env = dict(os.environ, PYTHONPATH=str(checkout))
-        self.proc = self._spawn(["--serve"], stdin=subprocess.PIPE)
+        # The same string hashes in every run (dict and set layouts do not vary).
+        self.env = dict(os.environ, PYTHONPATH=str(checkout), PYTHONHASHSEED="0")
+        self.proc = self._spawn(["--serve"], wrapper, stdin=subprocess.PIPE)
         assert self.proc.stdout is not None
         info = json.loads(self.proc.stdout.readline())
         self.port = int(info["port"])
 
-    def _spawn(self, args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+    def _spawn(
+        self, args: list[str], wrapper: Sequence[str] = (), **kwargs: Any
+    ) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, str(HERE), *args],
+            [*wrapper, sys.executable, str(HERE), *args],
             stdout=subprocess.PIPE,
             text=True,
             env=self.env,
@@ -313,7 +327,7 @@ class Revision:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         try:
-            self.proc.wait(30)
+            self.proc.wait(120)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -398,6 +412,59 @@ class Revision:
         return result
 
 
+def count_instructions(args: argparse.Namespace, label: str, checkout: Path) -> dict[str, Any]:
+    """Role of ``--instructions``: the server under ``valgrind --tool=callgrind``.
+
+    Instrumentation is off while the server starts and the tailers connect,
+    on while ``--events`` events are published one at a time (one publisher,
+    each POST waiting for its answer) and delivered to every tailer, then the
+    counts are dumped: instructions per published event, all its deliveries
+    included, with none and with ``--tailers`` streams open. The count does not
+    depend on the machine's load (the kernel's share, the ``send`` syscalls
+    themselves, is not counted: the server's system CPU per event is given
+    beside it).
+    """
+    results: dict[str, Any] = {"load": os.getloadavg()[0]}
+    for count in (0, args.tailers):
+        # A fresh server each time: callgrind's first dump is the one whose totals are
+        # exactly what ran since instrumentation was switched on.
+        with tempfile.TemporaryDirectory(prefix="agentstream-fanout-cg-") as scratch:
+            out = Path(scratch) / "callgrind.out"
+            valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+            valgrind += [f"--callgrind-out-file={out}", f"--log-file={out}.log"]
+            revision = Revision(label, checkout, wrapper=valgrind)
+            try:
+                tailers = revision.tailers(count) if count else None
+                kernel_before = revision.cpu_seconds(kernel_only=True)
+                _callgrind_control(revision, "--instr=on")
+                cmd = ["--publish", str(revision.port), "1", "3600", "0", str(args.pad)]
+                proc = revision._spawn([*cmd, str(args.events)])
+                published = json.loads(proc.communicate(timeout=3600)[0].strip().splitlines()[-1])
+                if tailers is not None:
+                    revision._tail_until(tailers, published["published"])
+                _callgrind_control(revision, "--dump")
+                kernel = revision.cpu_seconds(kernel_only=True) - kernel_before
+                text = Path(f"{out}.1").read_text()
+            finally:
+                revision.close()
+        total = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
+        assert total is not None, "no totals in callgrind's dump"
+        events = published["published"]
+        results[f"instructions_{count}"] = int(total.group(1)) / events
+        results[f"kernel_ms_{count}"] = kernel * 1000 / events
+    results["load_after"] = os.getloadavg()[0]
+    return results
+
+
+def _callgrind_control(revision: Revision, option: str) -> None:
+    subprocess.run(
+        ["callgrind_control", option, str(revision.proc.pid)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--serve"]:
@@ -406,8 +473,15 @@ def main(argv: Optional[list[str]] = None) -> None:
         port, count, silent = argv[1:4]
         return tail(int(port), int(count), int(silent))
     if argv[:1] == ["--publish"]:
-        port, threads, seconds, rate, pad = argv[1:6]
-        return publish(int(port), int(threads), float(seconds), float(rate) or None, int(pad))
+        port, threads, seconds, rate, pad, *limit = argv[1:7]
+        return publish(
+            int(port),
+            int(threads),
+            float(seconds),
+            float(rate) or None,
+            int(pad),
+            int(*limit or [0]),
+        )
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="main", help="the 'before' revision (main)")
@@ -421,6 +495,12 @@ def main(argv: Optional[list[str]] = None) -> None:
         "--rounds", type=int, default=1, help="before, after, before, ...: medians of each"
     )
     parser.add_argument("--quick", action="store_true", help="2 s runs, 20 tailers, 200 idle")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count the server's instructions per event under callgrind instead of timing",
+    )
+    parser.add_argument("--events", type=int, default=300, help="events per --instructions run")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.tailers, args.idle = 2.0, 20, 200
@@ -440,6 +520,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                         file=sys.stderr,
                         flush=True,
                     )
+                    if args.instructions:
+                        runs.setdefault(label, []).append(count_instructions(args, label, checkout))
+                        continue
                     revision = Revision(label, checkout)
                     try:
                         runs.setdefault(label, []).append(revision.run(args))
@@ -449,7 +532,11 @@ def main(argv: Optional[list[str]] = None) -> None:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=True
             )
-    report(args, {label: _medians(each) for label, each in runs.items()}, runs)
+    medians = {label: _medians(each) for label, each in runs.items()}
+    if args.instructions:
+        report_instructions(args, medians, runs)
+    else:
+        report(args, medians, runs)
 
 
 def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -462,6 +549,29 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
             values = [run[key] for run in runs if run[key] is not None]
             merged[key] = statistics.median(values) if values else None
     return merged
+
+
+def report_instructions(
+    args: argparse.Namespace,
+    results: dict[str, dict[str, Any]],
+    runs: dict[str, list[dict[str, Any]]],
+) -> None:
+    old, new = (results[label] for label in results)
+    labels = list(results)
+    loads = [f"{run['load']:.2f}-{run['load_after']:.2f}" for each in runs.values() for run in each]
+    print(
+        f"\nthe server under callgrind: {args.events} events published one at a time, "
+        f"medians of {args.rounds} round(s); load average: {', '.join(loads)}\n"
+    )
+    print(f"| per published event | {labels[0]} | {labels[1]} | after / before |")
+    print("|---|---:|---:|---:|")
+    for count in (0, args.tailers):
+        where = "no stream open" if count == 0 else f"delivered to {count} tailers"
+        a, b = old[f"instructions_{count}"], new[f"instructions_{count}"]
+        print(f"| instructions, {where} | {a:,.0f} | {b:,.0f} | {b / a:.2f}× |")
+        a, b = old[f"kernel_ms_{count}"], new[f"kernel_ms_{count}"]
+        ratio = f"{b / a:.2f}×" if a else "-"
+        print(f"| server system CPU ms, {where} | {a:.3f} | {b:.3f} | {ratio} |")
 
 
 def _ms(value: Optional[float]) -> str:

@@ -22,7 +22,14 @@ from werkzeug.wrappers import Request, Response
 from ..event_types import WIRE_TYPES, TaskStatus
 from ._agent import SimulatedAgent
 from ._auth import ALL_SCOPES, KeyRing, KeySpec, Principal
-from ._bodies import ApiError, field_error, json_response, read_json_object, text_field
+from ._bodies import (
+    ApiError,
+    field_error,
+    json_response,
+    json_text_response,
+    read_json_object,
+    text_field,
+)
 from ._errors import (
     IdempotencyConflictError,
     StoreClosedError,
@@ -348,7 +355,7 @@ class ReferenceApp:
             )
         data = body.get("data", {})
         try:
-            envelope = self.store.publish(
+            stored = self.store._publish_stored(
                 event_type,
                 data,
                 task_id,
@@ -357,7 +364,9 @@ class ReferenceApp:
             )
         except UnknownTaskError:
             raise ApiError(404, "task_not_found", "no such task", {"taskId": task_id}) from None
-        return json_response(envelope, 201)
+        # The envelope as stored and streamed, sent as it is: encoded once, not decoded
+        # and encoded again (the same compact JSON json_response would write).
+        return json_text_response(stored.envelope, 201)
 
     # ------------------------------------------------------------------ stream
 

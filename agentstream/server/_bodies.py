@@ -23,6 +23,7 @@ __all__ = [
     "ApiError",
     "field_error",
     "json_response",
+    "json_text_response",
     "read_json_object",
     "text_field",
 ]
@@ -62,11 +63,14 @@ def json_response(
     body: Any, status: int = 200, headers: Optional[Mapping[str, str]] = None
 ) -> Response:
     """A compact JSON answer, never cached."""
-    response = Response(
-        json.dumps(body, separators=(",", ":")),
-        status=status,
-        content_type="application/json",
-    )
+    return json_text_response(json.dumps(body, separators=(",", ":")), status, headers)
+
+
+def json_text_response(
+    text: str, status: int = 200, headers: Optional[Mapping[str, str]] = None
+) -> Response:
+    """:func:`json_response` of JSON already encoded."""
+    response = Response(text, status=status, content_type="application/json")
     response.headers["Cache-Control"] = "no-store"
     for name, value in (headers or {}).items():
         response.headers[name] = value

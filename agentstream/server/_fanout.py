@@ -1,25 +1,42 @@
-"""The fan-out: one thread reads each new event from the store once and hands it to every
-live stream that wants it.
+"""The fan-out: each new event, handed over by the store as it commits, goes to every live
+stream that wants it; no query, no thread woken per event or per stream.
 
 Before, every commit woke every stream thread (``notify_all`` on one
 condition) and each ran its own query under the store lock: the store work of
-one event grew with the number of streams. Now only the :class:`Broadcaster`
-waits on the store; it reads the new rows in one query and offers them to the
-:class:`Subscription` of each matching stream. A caught-up stream's socket is
-written by the broadcaster itself, without blocking (``_http.DirectWriter``),
-so no thread wakes per event per stream; when a socket is full the stream's
-own thread takes over and the broadcaster queues for it. That queue is
-bounded: a stream whose client reads slower than events arrive is ended (its
-client resumes from its cursor and replays what it missed from the store), so
-it never holds up the others or grows without limit.
+one event grew with the number of streams. Then one broadcaster thread woke
+at each commit and read the new rows once. Now the store hands the events it
+just committed to the :class:`Broadcaster` (an ``AppendListener``, under its
+lock, so in order and with none missing), and the thread that committed them
+hands them out to the :class:`Subscription` of each matching stream, right
+after its commit: the write's own thread does the fan-out, so an event sent
+alone wakes no other thread at all, and the store is never read for a live
+event. Measured (``bench/server_fanout.py``, docs/performance.md): the
+broadcaster thread's wake-up per commit, with its hand-off of the GIL and of
+the store lock, cost more than the hand-out itself.
 
-Replay is not the broadcaster's job: a stream with an old cursor reads the
-store itself, in batches, until it is close to the live end, and only then
+The hand-out coalesces: one thread at a time holds the fan-out's lock; a
+writer that finds it taken leaves its events queued, and the holder takes
+every queued event in its next round, so a burst costs each stream one
+``send`` of many events. A writer does one round at most, so that its own
+answer never waits for a stream of other publishers' events: what is still
+queued after that goes to the broadcaster's thread, which drains until
+nothing is left.
+
+A caught-up stream's socket is written without blocking
+(``_http.DirectWriter``); when a socket is full the stream's own thread takes
+over and the fan-out queues for it. That queue is bounded: a stream whose
+client reads slower than events arrive is ended (its client resumes from its
+cursor and replays what it missed from the store), so it never holds up the
+others or grows without limit.
+
+Replay is not the fan-out's job: a stream with an old cursor reads the store
+itself, in batches, until it is close to the live end, and only then
 subscribes; :meth:`Broadcaster.subscribe` fills the last few events between
-the two under its lock, so the switch can neither skip nor repeat one.
+the two under the fan-out's lock, so the switch can neither skip nor repeat
+one.
 
-Anything else that wants the live events (webhook delivery, say) can
-subscribe the same way and :meth:`Subscription.wait` on its own thread.
+Anything else that wants the live events can subscribe the same way and
+:meth:`Subscription.wait` on its own thread.
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from ._errors import StoreClosedError
 from ._events import StoredEvent
+from ._http import chunk_frame
 from ._store import EventStore
 
 if TYPE_CHECKING:
@@ -41,8 +59,34 @@ __all__ = ["Broadcaster", "Subscription"]
 
 logger = logging.getLogger(__name__)
 
-_READ_BATCH = 1024  # rows per broadcaster query
 _CATCH_UP = 256  # a stream further behind than this replays more before it subscribes
+# Rounds of hand-out a writer's thread does after its commit before it leaves the rest to
+# the broadcaster's thread (see the module docstring).
+_WRITER_ROUNDS = 1
+
+
+class _Batch:
+    """Events handed out together, with their frames joined (and chunk-framed) once for
+    every stream that takes them all."""
+
+    __slots__ = ("_chunked", "_data", "events")
+
+    def __init__(self, events: list[StoredEvent]) -> None:
+        self.events = events
+        self._data: Optional[bytes] = None
+        self._chunked: Optional[bytes] = None
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = b"".join([e.frame for e in self.events])
+        return self._data
+
+    @property
+    def chunked(self) -> bytes:
+        if self._chunked is None:
+            self._chunked = chunk_frame(self.data)
+        return self._chunked
 
 
 class Subscription:
@@ -99,23 +143,29 @@ class Subscription:
             and (self.organization_id is None or event.organization_id == self.organization_id)
         )
 
-    def offer(self, events: list[StoredEvent]) -> bool:
+    def offer(self, events: list[StoredEvent], batch: Optional[_Batch] = None) -> bool:
         """Queue ``events`` (already filtered) and wake the stream; False if it overflowed.
 
         Events at or before :attr:`position` are skipped: a stream that replayed
         past where the broadcaster was when it subscribed already sent them.
+        ``batch``, when given, holds exactly ``events`` (their frames joined once
+        for every stream).
         """
         if events[0].sequence <= self.position:
             events = [e for e in events if e.sequence > self.position]
             if not events:
                 return True
+            batch = None
         self.position = events[-1].sequence
         with self._lock:
             if self.ended is not None:
                 return True
             if self._direct and not self._events:
-                assert self.writer is not None
-                status = self.writer.try_send(b"".join([e.frame for e in events]))
+                writer = self.writer
+                assert writer is not None
+                if batch is None:
+                    batch = _Batch(events)
+                status = writer.try_send(batch.data, batch.chunked if writer.chunked else None)
                 if status == "sent":
                     self.last_direct_write = time.monotonic()
                     return True
@@ -183,19 +233,25 @@ class Subscription:
 
 
 class Broadcaster:
-    """The one reader of new events; feeds every :class:`Subscription`.
+    """Hands each committed event to every :class:`Subscription` that wants it.
 
-    :param store: the event log. The broadcaster starts at its head.
+    :param store: the event log; the broadcaster listens to its commits from
+        the head on.
     :param backlog: default for :meth:`subscribe`'s bound.
     """
 
     def __init__(self, store: EventStore, *, backlog: int) -> None:
         self._store = store
         self._backlog = backlog
+        # The hand-out lock: one round at a time, the subscription set, the position.
         self._lock = threading.Lock()
+        # Guards only _pending; nothing else is taken while it is held.
+        self._pending_lock = threading.Lock()
+        self._pending: list[StoredEvent] = []
         self._subscriptions: set[Subscription] = set()
-        self._position = store.head_sequence
         self._closed = False
+        self._wake = threading.Event()
+        self._position = store.add_listener(self)  # atomically: no commit in between
         self._thread = threading.Thread(target=self._run, name="agentstream-fanout", daemon=True)
         self._thread.start()
 
@@ -210,6 +266,19 @@ class Broadcaster:
         """How many live streams are subscribed."""
         with self._lock:
             return len(self._subscriptions)
+
+    # ------------------------------------------------------------------ the store's side
+
+    def appended(self, events: list[StoredEvent]) -> None:
+        """Queue events just committed (the store calls this under its lock, in order)."""
+        with self._pending_lock:
+            self._pending.extend(events)
+
+    def committed(self) -> None:
+        """Hand out what is queued, in the committing thread (after the store's lock)."""
+        self._drain(_WRITER_ROUNDS)
+
+    # ------------------------------------------------------------------ subscribers
 
     def subscribe(
         self,
@@ -232,95 +301,128 @@ class Broadcaster:
             backlog=self._backlog,
             position=after,
         )
-        with self._lock:  # the broadcaster cannot move while the gap is filled
-            if self._closed:
-                raise StoreClosedError("the event store is closed")
-            behind = self._position - after
-            if behind > _CATCH_UP:
-                return None
-            if behind > 0:
-                batch = self._store.read_after(
-                    after,
-                    types=subscription.types,
-                    task_id=task_id,
-                    organization_id=organization_id,
-                    limit=_CATCH_UP,
-                )
-                if batch.gap:
-                    subscription.end("gap")
-                    return subscription
-                missed = [
-                    e
-                    for e in batch.events
-                    if e.sequence <= self._position and subscription.matches(e)
-                ]
-                if missed:
-                    subscription.offer(missed)
-            self._subscriptions.add(subscription)
-        return subscription
+        try:
+            with self._lock:  # no hand-out while the gap is filled
+                if self._closed:
+                    raise StoreClosedError("the event store is closed")
+                behind = self._position - after
+                if behind > _CATCH_UP:
+                    return None
+                if behind > 0:
+                    batch = self._store.read_after(
+                        after,
+                        types=subscription.types,
+                        task_id=task_id,
+                        organization_id=organization_id,
+                        limit=_CATCH_UP,
+                    )
+                    if batch.gap:
+                        subscription.end("gap")
+                        return subscription
+                    missed = [
+                        e
+                        for e in batch.events
+                        if e.sequence <= self._position and subscription.matches(e)
+                    ]
+                    if missed:
+                        subscription.offer(missed)
+                self._subscriptions.add(subscription)
+            return subscription
+        finally:
+            self._after_lock()
 
     def unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
             self._subscriptions.discard(subscription)
+        self._after_lock()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the thread and end every subscription ("closed")."""
+        """Stop listening to the store and end every subscription ("closed")."""
+        self._store.remove_listener(self)
         with self._lock:
             self._closed = True
             subscriptions = list(self._subscriptions)
             self._subscriptions.clear()
-        self._store.wake_waiters()
+            with self._pending_lock:
+                self._pending = []
+        self._wake.set()
         for subscription in subscriptions:
             subscription.end("closed")
         self._thread.join(timeout)
 
-    def _run(self) -> None:
-        store = self._store
-        while True:
+    # ------------------------------------------------------------------ hand-out
+
+    def _after_lock(self) -> None:
+        """After holding the lock for something else: hand out what writers left queued
+        meanwhile (they found the lock taken)."""
+        if self._pending:
+            self._wake.set()
+
+    def _drain(self, rounds: Optional[int], wait: bool = False) -> None:
+        """Hand out the queued events, ``rounds`` times at most (None: until none is left);
+        what is left then goes to the broadcaster's thread.
+
+        A thread that finds the lock taken returns at once: the holder takes
+        every queued event in its next round, and checks again after letting
+        go of the lock, so no event is left behind.
+        """
+        acquired = self._lock.acquire(blocking=wait)
+        while acquired:
             try:
-                store.wait_for_events(self._position, None, lambda: self._closed)
-                if self._closed or store.closed:
-                    break
-                with self._lock:
-                    if not self._subscriptions:  # nobody to hand rows to: skip them unread
-                        self._position = store.head_sequence
-                        continue
-                batch = store.read_after(self._position, limit=_READ_BATCH)
-            except StoreClosedError:
-                break
-            except Exception:  # pragma: no cover - a bug here must not end every stream
-                logger.exception("the fan-out failed to read the store")
-                continue
-            with self._lock:
-                if batch.gap:
-                    # Retention deleted rows before they were handed out: every live
-                    # stream would miss them. End them all; their clients reconnect
-                    # with their cursors and get 410 rather than a silent gap.
-                    logger.warning("the fan-out fell behind retention; ending live streams")
-                    ended = list(self._subscriptions)
-                    self._subscriptions.clear()
-                    self._position = batch.head
-                else:
-                    ended = []
-                    if batch.events:
-                        self._hand_out(batch.events)
-                        self._position = batch.events[-1].sequence
-            for subscription in ended:
-                subscription.end("gap")
+                done = 0
+                # Reading _pending without its lock is safe: a stale "empty" is caught by
+                # the check after the release below, which every writer's append precedes.
+                while self._pending:
+                    if rounds is not None and done >= rounds:
+                        self._wake.set()
+                        return
+                    with self._pending_lock:
+                        events, self._pending = self._pending, []
+                    self._hand_out(events)
+                    done += 1
+            finally:
+                self._lock.release()
+            if not self._pending:
+                return
+            acquired = self._lock.acquire(blocking=False)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                self._drain(None, wait=True)
+            except Exception:  # pragma: no cover - a bug here must not end the fan-out
+                logger.exception("the fan-out failed")
 
     def _hand_out(self, events: list[StoredEvent]) -> None:
         """Offer ``events`` to every subscription (under the lock); drop those that overflow
         (the offer ended them)."""
+        self._position = events[-1].sequence
+        if not self._subscriptions:
+            return
         overflowed: list[Subscription] = []
+        shared: dict[Optional[str], tuple[list[StoredEvent], _Batch]] = {}
         for subscription in self._subscriptions:
             if subscription.types is None and subscription.task_id is None:
-                wanted = (
-                    events
-                    if subscription.organization_id is None
-                    else [e for e in events if e.organization_id == subscription.organization_id]
-                )
-            else:
-                wanted = [e for e in events if subscription.matches(e)]
+                # The common case: every event of one organization. The events and their
+                # frames, joined, are computed once per organization, not per stream.
+                organization = subscription.organization_id
+                entry = shared.get(organization)
+                if entry is None:
+                    wanted = (
+                        events
+                        if organization is None
+                        else [e for e in events if e.organization_id == organization]
+                    )
+                    entry = shared[organization] = (wanted, _Batch(wanted))
+                wanted, batch = entry
+                if wanted and not subscription.offer(wanted, batch):
+                    overflowed.append(subscription)
+                continue
+            wanted = [e for e in events if subscription.matches(e)]
             if wanted and not subscription.offer(wanted):
                 overflowed.append(subscription)
         for subscription in overflowed:

@@ -41,7 +41,7 @@ from ._connections import Connections, Rejecter
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["DirectWriter", "HTTPServer", "error_bytes"]
+__all__ = ["DirectWriter", "HTTPServer", "chunk_frame", "error_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +148,11 @@ class _CountingInput(io.RawIOBase):
         return True
 
 
+def chunk_frame(data: bytes) -> bytes:
+    """``data`` as one HTTP/1.1 chunk (size line, data, CRLF)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
 class DirectWriter:
     """Lets the fan-out write a stream's next chunk from its own thread, without waiting.
 
@@ -169,12 +174,18 @@ class DirectWriter:
         self.chunked = False
         self.pending = b""
 
-    def try_send(self, data: bytes) -> str:
+    def try_send(self, data: bytes, framed: Optional[bytes] = None) -> str:
         """``"sent"``, ``"partial"`` (the rest is in :attr:`pending`), ``"blocked"`` (nothing
-        sent: the socket buffer is full, or direct writes are not possible) or ``"error"``."""
+        sent: the socket buffer is full, or direct writes are not possible) or ``"error"``.
+
+        ``framed`` is ``chunk_frame(data)`` when the caller has it already (the
+        fan-out frames a batch once for every stream it goes to).
+        """
         if not self.ready or self.pending or not self._sock.gettimeout():
             return "blocked"
-        frame = b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data
+        frame = data
+        if self.chunked:
+            frame = chunk_frame(data) if framed is None else framed
         try:
             sent = os.write(self._fd, frame)
         except BlockingIOError:

@@ -9,9 +9,17 @@ of retention (at or below the deletion watermark) is
 One connection, guarded by one lock, serves every thread. Writes happen in
 ``BEGIN IMMEDIATE`` transactions under that lock and readers query under the
 same lock, so a reader that sees sequence ``n`` has also seen every sequence
-before it: ``WHERE sequence > last_sent`` never skips an event. The lock is
-also that of a :class:`threading.Condition` notified after every commit; the
-fan-out (``_fanout.Broadcaster``) is the one live waiter on it.
+before it: ``WHERE sequence > last_sent`` never skips an event. After each
+commit, still under the lock, the store hands the new events to its append
+listeners (the fan-out, ``_fanout.Broadcaster``: it needs no query to learn
+of them), then notifies a :class:`threading.Condition` on the same lock, on
+which the webhook enqueuer waits.
+
+The database is in WAL mode with ``synchronous=NORMAL``: a commit reaches
+the file before the event is answered or sent to any stream, so it survives
+the server process being killed; SQLite only syncs the WAL to disk at
+checkpoints, so a power loss or an operating-system crash can lose the
+last events committed before it (``docs/server.md`` says so).
 
 Every event and task belongs to an organization (``organizationId``);
 reads can be limited to one.
@@ -26,7 +34,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Collection, Mapping
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, Protocol, TypeVar, Union
 
 from ..event_types import TERMINAL_STATUSES, EventType, TaskStatus
 from ._errors import (
@@ -49,7 +57,7 @@ from ._events import (
 )
 from ._tasks import new_snapshot, transition
 
-__all__ = ["DEFAULT_ORGANIZATION_ID", "DEFAULT_RETENTION", "EventStore"]
+__all__ = ["DEFAULT_ORGANIZATION_ID", "DEFAULT_RETENTION", "AppendListener", "EventStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,14 +124,38 @@ def _migrate(conn: sqlite3.Connection, default_org: str) -> None:
     )
 
 
-class _Tx:
-    """State of one write transaction: the connection and the log head so far."""
+def _envelope(stored: StoredEvent) -> JSONDict:
+    """The envelope of a stored event as a fresh dict (what the public methods return)."""
+    envelope: JSONDict = json.loads(stored.envelope)
+    return envelope
 
-    __slots__ = ("conn", "head")
+
+class _Tx:
+    """State of one write transaction: the connection, the log head so far, the events
+    appended."""
+
+    __slots__ = ("conn", "events", "head")
 
     def __init__(self, conn: sqlite3.Connection, head: int) -> None:
         self.conn = conn
         self.head = head
+        self.events: list[StoredEvent] = []
+
+
+class AppendListener(Protocol):
+    """Told of every event the store commits, in the committing thread (the fan-out).
+
+    :meth:`appended` runs under the store's lock, right after the commit, so
+    listeners see the events in sequence order with none missing; it must be
+    quick and must not take a lock that a thread may hold while it waits for
+    the store's. :meth:`committed` runs after the lock is released, in the same
+    thread; what it raises is logged, never raised to the writer (its events
+    are stored).
+    """
+
+    def appended(self, events: list[StoredEvent]) -> None: ...
+
+    def committed(self) -> None: ...
 
 
 class EventStore:
@@ -187,6 +219,7 @@ class EventStore:
             raise
         self._conn: sqlite3.Connection = conn
         self._head = head
+        self._listeners: tuple[AppendListener, ...] = ()
         self._deleted_through = deleted
         if head - deleted > retention:
             self._write(lambda tx: None)  # applies retention
@@ -265,12 +298,31 @@ class EventStore:
                 except sqlite3.Error:  # pragma: no cover - the transaction is already gone
                     logger.exception("rollback failed")
                 raise
-            appended = tx.head != self._head
             self._head = tx.head
             self._deleted_through = deleted
-            if appended:
+            listeners = self._listeners if tx.events else ()
+            for listener in listeners:
+                listener.appended(tx.events)
+            if tx.events:
                 self._cond.notify_all()
-            return result
+        for listener in listeners:
+            try:
+                listener.committed()
+            except Exception:  # the events are stored: the writer must not see this
+                logger.exception("an append listener failed")
+        return result
+
+    def add_listener(self, listener: AppendListener) -> int:
+        """Tell ``listener`` of every event committed from now on; return the head
+        sequence at that moment (the last event it will not be told of)."""
+        with self._cond:
+            self._listeners = (*self._listeners, listener)
+            return self._head
+
+    def remove_listener(self, listener: AppendListener) -> None:
+        """Stop telling ``listener`` (idempotent)."""
+        with self._cond:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
 
     def write_transaction(self, fn: Callable[[sqlite3.Connection, int], _T]) -> _T:
         """Run ``fn(connection, head_sequence)`` in one write transaction of the store.
@@ -309,7 +361,7 @@ class EventStore:
         task_version: Optional[int],
         organization_id: str,
         trace_id: Optional[str] = None,
-    ) -> JSONDict:
+    ) -> StoredEvent:
         sequence = tx.head + 1
         event_id = format_event_id(sequence)
         envelope: JSONDict = {
@@ -335,8 +387,11 @@ class EventStore:
                 (sequence, task_id),
             )
         tx.head = sequence
-        result: JSONDict = json.loads(text)
-        return result
+        # Encoded once: this text is the row, the frame every stream sends and the
+        # publisher's answer.
+        stored = StoredEvent(sequence, event_id, event_type, task_id, organization_id, text)
+        tx.events.append(stored)
+        return stored
 
     @staticmethod
     def _load_task(
@@ -379,9 +434,25 @@ class EventStore:
         the store's default applies (or, with ``task_id``, the task's). The
         server assigns ``id``, ``sequence`` and ``occurredAt``.
         """
+        stored = self._publish_stored(
+            type, data, task_id, trace_id=trace_id, organization_id=organization_id
+        )
+        return _envelope(stored)
+
+    def _publish_stored(
+        self,
+        type: Union[EventType, str],
+        data: Any,
+        task_id: Optional[str] = None,
+        *,
+        trace_id: Optional[str] = None,
+        organization_id: Optional[str] = None,
+    ) -> StoredEvent:
+        """:meth:`publish`, returning the stored record (its ``envelope`` is the JSON text
+        the publish endpoint answers with, as is)."""
         event_type = EventType(type).value
 
-        def append(tx: _Tx) -> JSONDict:
+        def append(tx: _Tx) -> StoredEvent:
             version: Optional[int] = None
             organization = organization_id or self._organization_id
             if task_id is not None:
@@ -552,13 +623,15 @@ class EventStore:
             if TaskStatus(snapshot["status"]).is_terminal:
                 raise TaskFinishedError(task_id, snapshot["status"])
             payload = data(snapshot) if callable(data) else data
-            envelope = self._insert_event(
-                tx,
-                event_type,
-                payload,
-                task_id=task_id,
-                task_version=int(snapshot["version"]),
-                organization_id=organization,
+            envelope = _envelope(
+                self._insert_event(
+                    tx,
+                    event_type,
+                    payload,
+                    task_id=task_id,
+                    task_version=int(snapshot["version"]),
+                    organization_id=organization,
+                )
             )
             if agent_step is not None:
                 tx.conn.execute(
@@ -605,13 +678,15 @@ class EventStore:
             if new_status.is_terminal:
                 emitted.append((EventType.TASK_FINISHED.value, snapshot))
             envelopes = [
-                self._insert_event(
-                    tx,
-                    event_type,
-                    data,
-                    task_id=task_id,
-                    task_version=version,
-                    organization_id=organization,
+                _envelope(
+                    self._insert_event(
+                        tx,
+                        event_type,
+                        data,
+                        task_id=task_id,
+                        task_version=version,
+                        organization_id=organization,
+                    )
                 )
                 for event_type, data in emitted
             ]

@@ -70,7 +70,11 @@ def serve() -> None:
     kwargs: dict[str, Any] = {}
     config_class = getattr(srv, "ServerConfig", None)
     if config_class is not None:  # the new server caps connections: make room for --idle
-        kwargs["config"] = config_class(max_connections=20_000)
+        options: dict[str, Any] = {"max_connections": 20_000}
+        interval = os.environ.get("FANOUT_INTERVAL")  # where the revision has it
+        if interval and "fanout_interval" in config_class.__dataclass_fields__:
+            options["fanout_interval"] = float(interval)
+        kwargs["config"] = config_class(**options)
     tmp = tempfile.mkdtemp(prefix="agentstream-fanout-")
     server = srv.ReferenceServer(
         os.path.join(tmp, "events.sqlite3"),
@@ -425,7 +429,7 @@ def count_instructions(args: argparse.Namespace, label: str, checkout: Path) -> 
     beside it).
     """
     results: dict[str, Any] = {"load": os.getloadavg()[0]}
-    for count in (0, args.tailers):
+    for count in sorted({0, args.tailers}):
         # A fresh server each time: callgrind's first dump is the one whose totals are
         # exactly what ran since instrumentation was switched on.
         with tempfile.TemporaryDirectory(prefix="agentstream-fanout-cg-") as scratch:
@@ -565,7 +569,7 @@ def report_instructions(
     )
     print(f"| per published event | {labels[0]} | {labels[1]} | after / before |")
     print("|---|---:|---:|---:|")
-    for count in (0, args.tailers):
+    for count in sorted({0, args.tailers}):
         where = "no stream open" if count == 0 else f"delivered to {count} tailers"
         a, b = old[f"instructions_{count}"], new[f"instructions_{count}"]
         print(f"| instructions, {where} | {a:,.0f} | {b:,.0f} | {b / a:.2f}× |")

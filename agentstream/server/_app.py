@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL_SCOPES",
+    "DEFAULT_FANOUT_INTERVAL",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_STREAM_BACKLOG",
     "MAX_HEARTBEAT",
@@ -59,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_STREAM_BACKLOG = 10_000
+DEFAULT_FANOUT_INTERVAL = 0.005
 _MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 _SCOPE_OF_ENDPOINT = {
@@ -89,6 +91,7 @@ class ReferenceApp:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         stream_backlog: int = DEFAULT_STREAM_BACKLOG,
         webhooks: Optional[WebhookConfig] = None,
+        fanout_interval: float = DEFAULT_FANOUT_INTERVAL,
     ) -> None:
         if not MIN_HEARTBEAT <= heartbeat_default <= MAX_HEARTBEAT:
             raise ValueError(
@@ -98,11 +101,13 @@ class ReferenceApp:
             raise ValueError("max_body_bytes must be positive")
         if stream_backlog < 1:
             raise ValueError("stream_backlog must be positive")
+        if not fanout_interval > 0:
+            raise ValueError("fanout_interval must be positive")
         self._keys = KeyRing(api_keys, store.organization_id)
         self.store = store
         self.heartbeat_default: float = float(heartbeat_default)
         self.max_body_bytes = max_body_bytes
-        self._streams = OpenStreams(store, backlog=stream_backlog)
+        self._streams = OpenStreams(store, backlog=stream_backlog, interval=fanout_interval)
         self.agent: SimulatedAgent = SimulatedAgent(store, pace=agent_pace)
         self._closing = False
         self._map = Map(
@@ -393,6 +398,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     stream_backlog: int = DEFAULT_STREAM_BACKLOG,
     webhooks: Optional[WebhookConfig] = None,
+    fanout_interval: float = DEFAULT_FANOUT_INTERVAL,
 ) -> ReferenceApp:
     """Build the reference server's WSGI application on ``store``.
 
@@ -407,6 +413,9 @@ def create_app(
         disconnected (its client resumes from its cursor).
     :param webhooks: how webhooks are delivered (allowed hosts, retry
         scale...); default :class:`WebhookConfig` (loopback hosts only).
+    :param fanout_interval: seconds between two writes of new events to a
+        stream at least, while events keep coming (they go out together);
+        an event after a quiet spell goes out at once.
 
     Serve it with any WSGI server that runs requests in threads (streams hold
     their thread while open). Unfinished simulated runs found in the store
@@ -420,4 +429,5 @@ def create_app(
         max_body_bytes=max_body_bytes,
         stream_backlog=stream_backlog,
         webhooks=webhooks,
+        fanout_interval=fanout_interval,
     )

@@ -42,6 +42,7 @@ _LIMIT_FLAGS: list[tuple[str, type, str]] = [
     ("--max-connections", int, "open connections at most (streams included); more get 503"),
     ("--retry-after", int, "the Retry-After seconds of that 503"),
     ("--stream-backlog", int, "events a slow stream may lag before it is disconnected"),
+    ("--fanout-interval", float, "seconds between two writes of new events to a stream"),
 ]
 
 DEFAULT_PORT = 8787

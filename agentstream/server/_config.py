@@ -28,6 +28,10 @@ class ServerConfig:
         a stream whose client reads slower than events arrive is
         disconnected when it has more (its client resumes from its cursor,
         losing nothing), so that it never holds up the others.
+    :param fanout_interval: seconds between two writes of new events to a
+        stream, at least, while events keep coming: the events committed in
+        between go out together, in one ``send``. An event that comes after a
+        quiet spell longer than this is sent at once.
     """
 
     header_timeout: float = 10.0
@@ -37,6 +41,7 @@ class ServerConfig:
     max_connections: int = 1024
     retry_after: int = 1
     stream_backlog: int = 10_000
+    fanout_interval: float = 0.005
 
     def __post_init__(self) -> None:
         for item in fields(self):

@@ -169,6 +169,7 @@ class ReferenceServer:
                 heartbeat_default=self._heartbeat_default,
                 stream_backlog=self.config.stream_backlog,
                 webhooks=self._webhooks,
+                fanout_interval=self.config.fanout_interval,
             )
             self._server = HTTPServer(self._host, self._port, self._app, self.config)
         except BaseException:

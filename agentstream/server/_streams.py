@@ -162,13 +162,14 @@ class OpenStreams:
     """Every open stream, the fan-out that feeds them and the watcher of their clients.
 
     :param backlog: events a stream may have waiting before it is disconnected.
+    :param interval: seconds between two rounds of the fan-out at least.
     """
 
-    def __init__(self, store: EventStore, *, backlog: int) -> None:
+    def __init__(self, store: EventStore, *, backlog: int, interval: float) -> None:
         self._store = store
         self._cond = threading.Condition()
         self._open: set[_Handle] = set()
-        self.broadcaster = Broadcaster(store, backlog=backlog)
+        self.broadcaster = Broadcaster(store, backlog=backlog, interval=interval)
         self._watcher = PeerWatcher()
 
     def count(self) -> int:

@@ -39,6 +39,7 @@ import json
 import os
 import re
 import selectors
+import shutil
 import socket
 import statistics
 import subprocess
@@ -449,6 +450,9 @@ def count_instructions(args: argparse.Namespace, label: str, checkout: Path) -> 
                 _callgrind_control(revision, "--dump")
                 kernel = revision.cpu_seconds(kernel_only=True) - kernel_before
                 text = Path(f"{out}.1").read_text()
+                keep = os.environ.get("FANOUT_KEEP_CALLGRIND")  # for callgrind_annotate
+                if keep:
+                    shutil.copy(f"{out}.1", f"{keep}.{label.replace(' ', '_')}.{count}")
             finally:
                 revision.close()
         total = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)

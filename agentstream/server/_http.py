@@ -417,6 +417,13 @@ class _Handler(WSGIRequestHandler):
         except (OSError, ValueError):
             return False
 
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        # werkzeug formats the line (the path decoded as an IRI, colours) before log()
+        # can drop it: 6% of a publish's instructions (bench/server_fanout.py
+        # --instructions), for a DEBUG line that is off unless asked for.
+        if logger.isEnabledFor(logging.DEBUG):
+            super().log_request(code, size)
+
     def log(self, type: str, message: str, *args: Any) -> None:
         level = logging.WARNING if type == "error" else logging.DEBUG
         if logger.isEnabledFor(level):

@@ -23,6 +23,7 @@ from ..event_types import WIRE_TYPES, TaskStatus
 from ._agent import SimulatedAgent
 from ._auth import ALL_SCOPES, KeyRing, KeySpec, Principal
 from ._bodies import (
+    Answer,
     ApiError,
     field_error,
     json_response,
@@ -125,7 +126,7 @@ class ReferenceApp:
                 Rule("/tasks/<task_id>/stop", endpoint="stop_task", methods=["POST"]),
             ]
         )
-        self._endpoints: dict[str, Callable[..., Response]] = {
+        self._endpoints: dict[str, Callable[..., Answer]] = {
             "stream": self._stream,
             "publish": self._publish,
             "create_task": self._create_task,
@@ -184,6 +185,7 @@ class ReferenceApp:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
+        response: Answer
         try:
             response = self._dispatch(request)
         except ApiError as exc:
@@ -199,7 +201,7 @@ class ReferenceApp:
             response = ApiError(500, "internal_error", "the server failed").response()
         return response(environ, start_response)
 
-    def _dispatch(self, request: Request) -> Response:
+    def _dispatch(self, request: Request) -> Answer:
         if self._closing:
             raise StoreClosedError("closing")
         environ = request.environ
@@ -230,7 +232,7 @@ class ReferenceApp:
             ) from None
         return self._call(str(endpoint), request, args)
 
-    def _call(self, endpoint: str, request: Request, args: Mapping[str, Any]) -> Response:
+    def _call(self, endpoint: str, request: Request, args: Mapping[str, Any]) -> Answer:
         principal = self._authenticate(request)
         required = _SCOPE_OF_ENDPOINT[endpoint]
         if required not in principal.scopes:
@@ -272,7 +274,7 @@ class ReferenceApp:
             raise ApiError(404, "task_not_found", "no such task", {"taskId": task_id})
         return task
 
-    def _create_task(self, request: Request, principal: Principal) -> Response:
+    def _create_task(self, request: Request, principal: Principal) -> Answer:
         body = read_json_object(request, self.max_body_bytes)
         prompt = text_field(body, "prompt", "a non-empty string")
         if prompt is None or not prompt.strip():
@@ -327,10 +329,10 @@ class ReferenceApp:
         self.agent.start(task["id"])
         return json_response(task, 201, headers)
 
-    def _get_task(self, request: Request, principal: Principal, task_id: str) -> Response:
+    def _get_task(self, request: Request, principal: Principal, task_id: str) -> Answer:
         return json_response(self._task_or_404(task_id, principal))
 
-    def _stop_task(self, request: Request, principal: Principal, task_id: str) -> Response:
+    def _stop_task(self, request: Request, principal: Principal, task_id: str) -> Answer:
         try:
             self.store.transition_task(
                 task_id,
@@ -353,7 +355,7 @@ class ReferenceApp:
 
     # ------------------------------------------------------------------ publish
 
-    def _publish(self, request: Request, principal: Principal) -> Response:
+    def _publish(self, request: Request, principal: Principal) -> Answer:
         body = read_json_object(request, self.max_body_bytes)
         event_type = body.get("type")
         if not isinstance(event_type, str):
@@ -392,7 +394,7 @@ class ReferenceApp:
 
     # ------------------------------------------------------------------ stream
 
-    def _stream(self, request: Request, principal: Principal) -> Response:
+    def _stream(self, request: Request, principal: Principal) -> Answer:
         spec = parse_stream_query(
             request, self.store, principal.organization_id, self.heartbeat_default
         )

@@ -376,6 +376,36 @@ def test_publish_returns_the_envelope(api: Api) -> None:
     assert own["organizationId"] == "org_local"
 
 
+def test_the_publish_answer_is_the_streamed_envelope_byte_for_byte(
+    api: Api, srv: ReferenceServer
+) -> None:
+    with api.stream() as reader:
+        assert srv.app.wait_open_streams(1)
+        response = api.request(
+            "POST", "/task-events", json={"type": "message.chunk", "data": {"é": [1.5, None]}}
+        )
+        assert response.status_code == 201
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert int(response.headers["Content-Length"]) == len(response.content)
+        streamed = reader.next_event()
+    # Encoded once: the answer is the stored text, the data line of the frame.
+    assert streamed.data is not None
+    assert response.content == streamed.data.encode()
+    stored = srv.store.read_after(streamed.sequence - 1).events[0]
+    assert response.content == stored.envelope.encode()
+
+
+def test_head_gets_the_headers_of_get_and_no_body(api: Api) -> None:
+    task = api.create_task()
+    got = api.request("GET", f"/tasks/{task['id']}")
+    head = api.request("HEAD", f"/tasks/{task['id']}")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["Content-Length"] == got.headers["Content-Length"]
+    assert head.headers["Content-Type"] == "application/json"
+
+
 def test_publish_for_a_task_carries_its_version(api: Api, srv: ReferenceServer) -> None:
     task = srv.store.create_task("manual", events_streaming=True)  # no simulated run
     env = api.publish("message.chunk", "hi", taskId=task["id"])

@@ -4,6 +4,8 @@ disconnected without holding up the others, then resumes from its cursor, losing
 
 from __future__ import annotations
 
+import re
+import select
 import socket
 import threading
 from typing import Any
@@ -182,3 +184,59 @@ def _recv(sock: socket.socket) -> bytes:
         return sock.recv(65536)
     except ConnectionResetError:
         return b""
+
+
+def test_a_lone_event_goes_out_at_once_and_a_burst_in_one_write(servers: ServerFactory) -> None:
+    # A long interval, so that which round sends what cannot depend on the machine's speed.
+    srv = servers.start(config=ServerConfig(fanout_interval=1.0))
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    sock.sendall(
+        f"GET /task-events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {srv.api_key}\r\n\r\n".encode()
+    )
+    chunks = _Chunks(sock)
+    try:
+        assert chunks.next().endswith(b": connected\n\n")
+        assert wait_until(lambda: srv.app._streams.broadcaster.subscriber_count == 1)
+        lone = srv.store.publish("message.chunk", "lone")
+        # Written by the publishing thread itself, before publish() returned: there is
+        # no round in the last second to wait for.
+        assert chunks.ready()
+        assert _sequences(chunks.next()) == [lone["sequence"]]
+        burst = [srv.store.publish("message.chunk", f"b{n}")["sequence"] for n in range(10)]
+        # All ten came within the interval of that round: one round, one chunk, in order.
+        assert _sequences(chunks.next()) == burst
+    finally:
+        sock.close()
+
+
+class _Chunks:
+    """The HTTP chunks of a chunked response, one by one, from a raw socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._data = b""
+        self._in_body = False
+
+    def ready(self) -> bool:
+        """Whether bytes are already there to read (no waiting)."""
+        return bool(self._data) or bool(select.select([self._sock], [], [], 0)[0])
+
+    def next(self) -> bytes:
+        while True:
+            if not self._in_body and b"\r\n\r\n" in self._data:
+                self._data = self._data.partition(b"\r\n\r\n")[2]
+                self._in_body = True
+            if self._in_body:
+                size_line, sep, rest = self._data.partition(b"\r\n")
+                if sep and len(rest) >= int(size_line, 16) + 2:
+                    size = int(size_line, 16)
+                    self._data = rest[size + 2 :]
+                    return rest[:size]
+            data = self._sock.recv(65536)
+            assert data, "the stream ended"
+            self._data += data
+
+
+def _sequences(chunk: bytes) -> list[int]:
+    return [int(m) for m in re.findall(rb'"sequence":(\d+)', chunk)]

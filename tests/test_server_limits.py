@@ -199,7 +199,14 @@ def test_stop_closes_idle_kept_alive_connections_at_once(servers: ServerFactory)
 
 @pytest.mark.parametrize(
     "field",
-    ["header_timeout", "body_timeout", "keepalive_timeout", "write_timeout", "max_connections"],
+    [
+        "header_timeout",
+        "body_timeout",
+        "keepalive_timeout",
+        "write_timeout",
+        "max_connections",
+        "fanout_interval",
+    ],
 )
 def test_server_config_refuses_non_positive_values(field: str) -> None:
     with pytest.raises(ValueError, match=field):

@@ -69,27 +69,15 @@ _CATCH_UP = 256  # a stream further behind than this replays more before it subs
 
 
 class _Batch:
-    """Events handed out together, with their frames joined (and chunk-framed) once for
+    """Events handed out together, with their frames joined and chunk-framed once for
     every stream that takes them all."""
 
-    __slots__ = ("_chunked", "_data", "events")
+    __slots__ = ("chunked", "data", "events")
 
     def __init__(self, events: list[StoredEvent]) -> None:
         self.events = events
-        self._data: Optional[bytes] = None
-        self._chunked: Optional[bytes] = None
-
-    @property
-    def data(self) -> bytes:
-        if self._data is None:
-            self._data = b"".join([e.frame for e in self.events])
-        return self._data
-
-    @property
-    def chunked(self) -> bytes:
-        if self._chunked is None:
-            self._chunked = chunk_frame(self.data)
-        return self._chunked
+        self.data = b"".join([e.frame for e in events])
+        self.chunked = chunk_frame(self.data)
 
 
 class Subscription:
@@ -146,13 +134,16 @@ class Subscription:
             and (self.organization_id is None or event.organization_id == self.organization_id)
         )
 
-    def offer(self, events: list[StoredEvent], batch: Optional[_Batch] = None) -> bool:
+    def offer(
+        self, events: list[StoredEvent], batch: Optional[_Batch] = None, now: float = 0.0
+    ) -> bool:
         """Queue ``events`` (already filtered) and wake the stream; False if it overflowed.
 
         Events at or before :attr:`position` are skipped: a stream that replayed
         past where the broadcaster was when it subscribed already sent them.
         ``batch``, when given, holds exactly ``events`` (their frames joined once
-        for every stream).
+        for every stream); ``now``, when given, is ``time.monotonic()`` (read once
+        per round).
         """
         if events[0].sequence <= self.position:
             events = [e for e in events if e.sequence > self.position]
@@ -168,13 +159,13 @@ class Subscription:
                 assert writer is not None
                 if batch is None:
                     batch = _Batch(events)
-                status = writer.try_send(batch.data, batch.chunked if writer.chunked else None)
+                status = writer.try_send(batch.data, batch.chunked)
                 if status == "sent":
-                    self.last_direct_write = time.monotonic()
+                    self.last_direct_write = now or time.monotonic()
                     return True
                 self._direct = False  # the stream's thread writes from here on
                 if status == "partial":  # the rest waits in writer.pending for the thread
-                    self.last_direct_write = time.monotonic()
+                    self.last_direct_write = now or time.monotonic()
                     self._event.set()
                     return True
             if len(self._events) + len(events) > self.backlog:
@@ -415,7 +406,8 @@ class Broadcaster:
         if not self._subscriptions:
             return
         overflowed: list[Subscription] = []
-        shared: dict[Optional[str], tuple[list[StoredEvent], _Batch]] = {}
+        shared: dict[Optional[str], tuple[list[StoredEvent], Optional[_Batch]]] = {}
+        now = time.monotonic()
         for subscription in self._subscriptions:
             if subscription.types is None and subscription.task_id is None:
                 # The common case: every event of one organization. The events and their
@@ -428,13 +420,13 @@ class Broadcaster:
                         if organization is None
                         else [e for e in events if e.organization_id == organization]
                     )
-                    entry = shared[organization] = (wanted, _Batch(wanted))
+                    entry = shared[organization] = (wanted, _Batch(wanted) if wanted else None)
                 wanted, batch = entry
-                if wanted and not subscription.offer(wanted, batch):
+                if wanted and not subscription.offer(wanted, batch, now):
                     overflowed.append(subscription)
                 continue
             wanted = [e for e in events if subscription.matches(e)]
-            if wanted and not subscription.offer(wanted):
+            if wanted and not subscription.offer(wanted, None, now):
                 overflowed.append(subscription)
         for subscription in overflowed:
             self._subscriptions.discard(subscription)

@@ -15,7 +15,7 @@ class MissingExtraError(ImportError):
 def import_server(feature: str) -> ModuleType:
     """Import :mod:`agentstream.server`, or raise :class:`MissingExtraError` naming ``feature``.
 
-    The reference server needs the ``server`` extra (werkzeug).
+    The reference server needs the ``server`` extra (werkzeug, httptools, standardwebhooks).
     """
     try:
         return importlib.import_module("agentstream.server")

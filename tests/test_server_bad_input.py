@@ -167,3 +167,54 @@ def test_a_broken_request_line_gets_a_status_line(
 def test_an_empty_connection_gets_nothing(srv: ReferenceServer, api: Api) -> None:
     assert raw_exchange(srv.port, b"") == b""
     still_serves(api)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Host: x\r\nGarbage\r\nAuthorization: Bearer k\r\n",  # email ended the headers here
+        b"Host: x\r\nX-A: 1\r\n  folded\r\n",  # an obsolete line folding
+        b"Host: x\r\nX A: 1\r\n",  # a space in a header name
+        b"Host: x\r\nX-A : 1\r\n",  # a space before the colon
+        b"Host: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n",
+        b"Host: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+        b"Host: x\r\nTransfer-Encoding: gzip\r\n",
+    ],
+)
+def test_malformed_headers_are_400(srv: ReferenceServer, api: Api, headers: bytes) -> None:
+    answer = parse_raw_answer(
+        raw_exchange(srv.port, b"GET /tasks/x HTTP/1.1\r\n" + headers + b"\r\n")
+    )
+    assert answer.status == 400, answer
+    assert answer.error()["code"] == "bad_request"
+    assert answer.headers["connection"] == "close"
+    still_serves(api)
+
+
+def test_bare_lf_line_ends_are_read(srv: ReferenceServer) -> None:
+    request = f"GET /tasks/task_nope HTTP/1.1\nHost: x\nAuthorization: Bearer {srv.api_key}\n\n"
+    answer = parse_raw_answer(raw_exchange(srv.port, request.encode()))
+    assert (answer.status, answer.error()["code"]) == (404, "task_not_found")
+
+
+def test_a_header_value_keeps_its_bytes_and_names_any_case(srv: ReferenceServer) -> None:
+    # Headers are latin-1 text, as http.server made them: the key, sent lower-case.
+    request = (
+        f"GET /tasks/task_nope HTTP/1.1\r\nhost: x\r\nauthorization:   Bearer {srv.api_key}  \r\n"
+        "Connection: close\r\n\r\n"
+    )
+    answer = parse_raw_answer(raw_exchange(srv.port, request.encode()))
+    assert (answer.status, answer.error()["code"]) == (404, "task_not_found")
+
+
+def test_expect_100_continue_gets_one_interim_answer(srv: ReferenceServer) -> None:
+    body = b'{"type": "task.shipped"}'
+    request = (
+        f"POST /task-events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {srv.api_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Expect: 100-continue\r\nConnection: close\r\n\r\n"
+    ).encode()
+    data = raw_exchange(srv.port, request + body)
+    assert data.count(b"100 Continue") == 1
+    final = parse_raw_answer(data.split(b"\r\n\r\n", 1)[1])
+    assert final.status == 201

@@ -4,7 +4,7 @@ A WSGI application on werkzeug (:func:`create_app`) over an SQLite event log
 (:class:`EventStore`), with a simulated agent that walks each task through
 the whole event vocabulary. :class:`ReferenceServer` runs it on werkzeug's
 threaded server in a background thread (tests, demos); :func:`serve_main` is
-``agentstream serve``. Needs the ``server`` extra (``werkzeug``). See
+``agentstream serve``. Needs the ``server`` extra (``werkzeug``, ``httptools``). See
 ``docs/server.md``.
 """
 

@@ -53,6 +53,10 @@ from typing import Any, Optional
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+
+import callgrind  # noqa: E402  (bench/ is not a package)
+
 KEY = "as_bench_fanout_key"
 _STAMP = re.compile(rb'"t":([0-9.]+)')
 
@@ -309,8 +313,7 @@ class Revision:
     def __init__(self, label: str, checkout: Path, wrapper: Sequence[str] = ()) -> None:
         self.label = label
         self.checkout = checkout
-        # The same string hashes in every run (dict and set layouts do not vary).
-        self.env = dict(os.environ, PYTHONPATH=str(checkout), PYTHONHASHSEED="0")
+        self.env = dict(os.environ, PYTHONPATH=str(checkout), **callgrind.ENV)
         self.proc = self._spawn(["--serve"], wrapper, stdin=subprocess.PIPE)
         assert self.proc.stdout is not None
         info = json.loads(self.proc.stdout.readline())
@@ -455,7 +458,7 @@ def count_instructions(args: argparse.Namespace, label: str, checkout: Path) -> 
                     shutil.copy(f"{out}.1", f"{keep}.{label.replace(' ', '_')}.{count}")
             finally:
                 revision.close()
-        total = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
+        total = callgrind.TOTALS.search(text)
         assert total is not None, "no totals in callgrind's dump"
         events = published["published"]
         results[f"instructions_{count}"] = int(total.group(1)) / events
@@ -512,6 +515,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.tailers, args.idle = 2.0, 20, 200
+    if args.instructions and not callgrind.available():
+        raise SystemExit("--instructions needs valgrind on the PATH")
 
     runs: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="agentstream-fanout-ab-") as scratch:

@@ -649,6 +649,16 @@ def report(
         "{:.1f}",
     )
 
+    if args.rounds > 1:
+        print("\neach round (publishes/s delivered, p50 / p99 ms):")
+        for name in ("flood", "paced", "slow"):
+            for label, each in runs.items():
+                cells = ", ".join(
+                    f"{run[name]['rate']:,.0f} ({_ms(run[name]['p50'])} / {_ms(run[name]['p99'])})"
+                    for run in each
+                )
+                print(f"- {name}, {label}: {cells}")
+
     paced, idle = new["paced"], new["idle_cpu"]
     print("\ntargets (working tree):")
     print(

@@ -82,9 +82,8 @@ def main() -> None:
         for name, target in (("running", running), ("stopped", stopped)):
             seconds = timeit.timeit(lambda t=target: publish(t), number=args.number)
             times[name].append(seconds / args.number * 1e6)
-    print(
-        f"µs per publish, {args.rounds} interleaved rounds of {args.number}, load {os.getloadavg()[0]:.2f}"
-    )
+    load = os.getloadavg()[0]
+    print(f"µs per publish, {args.rounds} interleaved rounds of {args.number}, load {load:.2f}")
     for name, values in times.items():
         print(f"fan-out {name}: best {min(values):.1f}, median {statistics.median(values):.1f}")
 

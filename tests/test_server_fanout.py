@@ -202,8 +202,9 @@ def test_a_lone_event_goes_out_at_once_and_a_burst_in_one_write(servers: ServerF
         assert wait_until(lambda: [s._direct for s in broadcaster._subscriptions] == [True])
         lone = srv.store.publish("message.chunk", "lone")
         # Written by the publishing thread itself, before publish() returned: there is
-        # no round in the last second to wait for.
-        assert chunks.ready()
+        # no round in the last second to wait for. (Through the fan-out's thread it
+        # could not come before the interval, 1 s.)
+        assert chunks.ready(within=0.5)
         assert _sequences(chunks.next()) == [lone["sequence"]]
         burst = [srv.store.publish("message.chunk", f"b{n}")["sequence"] for n in range(10)]
         # All ten came within the interval of that round: one round, one chunk, in order.
@@ -220,9 +221,9 @@ class _Chunks:
         self._data = b""
         self._in_body = False
 
-    def ready(self) -> bool:
-        """Whether bytes are already there to read (no waiting)."""
-        return bool(self._data) or bool(select.select([self._sock], [], [], 0)[0])
+    def ready(self, within: float) -> bool:
+        """Whether bytes are there to read within ``within`` seconds."""
+        return bool(self._data) or bool(select.select([self._sock], [], [], within)[0])
 
     def next(self) -> bytes:
         while True:

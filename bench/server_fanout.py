@@ -656,7 +656,7 @@ def report(
             b["publishers_cpu"] + b["tailers_cpu"],
             "{:.0f}",
         )
-    if "idle" in new:
+    if "idle_cpu" in new:
         row(
             f"server CPU, {args.idle} idle streams (% of one core)",
             old["idle_cpu"],
@@ -683,7 +683,7 @@ def report(
             f"- >= 1,000 publishes/s to {args.tailers} tailers with p99 <= 50 ms: "
             f"{paced['rate']:,.0f}/s, p99 {_ms(paced['p99'])} ms"
         )
-    if "idle" in new:
+    if "idle_cpu" in new:
         print(f"- {args.idle} idle streams <= 3% CPU: {new['idle_cpu']:.1f}%")
     if "slow" in new:
         without = f", {_ms(paced['p99'])} ms without" if paced is not None else ""

@@ -59,10 +59,12 @@ demo: $(STAMP)
 # A floor that names a minor version (`flask>=2.3`) is tested at that series'
 # last patch release (2.3.3); requests (2.32.0 and 2.32.1 are yanked) and redis
 # at their lowest release. The extras too: the code imports Flask, Django and
-# standardwebhooks, and mypy reads their types.
+# standardwebhooks, and mypy reads their types (httptools' from 0.8.0, its first
+# release with py.typed).
 PYTHON39 ?= python3.9
 OLDEST := 'requests==2.32.2' 'sseclient-py==1.9.0' 'pydantic==2.6.4' 'blinker==1.8.2' 'urllib3<2' \
-	'redis==5.0.0' 'werkzeug==3.0.6' 'standardwebhooks==1.1.0' 'flask==2.3.3' 'django==4.2.30'
+	'redis==5.0.0' 'werkzeug==3.0.6' 'standardwebhooks==1.1.0' 'flask==2.3.3' 'django==4.2.30' \
+	'httptools==0.8.0'
 # The test tools, at versions that support Python 3.9 and those pins: the dev
 # extra's gunicorn>=27 and pytest-django>=4.14 need Python 3.10; django-stubs
 # 4.2.7 is the release for Django 4.2; flask-sqlalchemy 3.1.1 and selenium 4.20.0

@@ -216,15 +216,8 @@ def instruction_report(
     results: dict[tuple[str, str], list[tuple[float, dict[str, Any]]]],
     wall: float,
 ) -> str:
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     lines = [
-        "# The Listener with durable cursor stores, beside the in-memory one: instructions",
-        "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {wall:.0f} s; "
-        f"load average at the end {load} (which does not change the counts)",
-        f"- command: `{args.command}`",
-        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs (shared), "
-        f"Python {platform.python_version()}; agentstream {peers.source_state()}",
+        *heading(args, ": instructions", wall, " (which does not change the counts)"),
         f"- floods of `task.updated` of {args.events // 4:,} and {args.events:,} events, "
         "each in its own process under `valgrind --tool=callgrind` (all the process's "
         f"threads); instructions per event = the difference over the {args.events * 3 // 4:,} "
@@ -256,15 +249,35 @@ def instruction_report(
                 f"| {framing} | {SHORT[key]} | {median:,.0f} | {first / median:.3f} | {rounds} "
                 f"| {writes or '(memory)'} | {renewals or '(memory)'} |"
             )
-    lines += ["", f"## Target (issues 12, 13): durable ≥ {TARGET} × in-memory, every framing", ""]
+    lines += verdicts(args, ratios, "{:.3f} × in-memory (instructions)")
+    return "\n".join(lines) + "\n"
+
+
+def heading(args: argparse.Namespace, title: str, wall: float, load_note: str) -> list[str]:
+    """The report's title and its date, command and machine lines."""
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return [
+        f"# The Listener with durable cursor stores, beside the in-memory one{title}",
+        "",
+        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {wall:.0f} s; "
+        f"load average at the end {load}{load_note}",
+        f"- command: `{args.command}`",
+        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs (shared), "
+        f"Python {platform.python_version()}; agentstream {peers.source_state()}",
+    ]
+
+
+def verdicts(
+    args: argparse.Namespace, ratios: dict[tuple[str, str], float], ratio_format: str
+) -> list[str]:
+    """The target's section: one MET or MISSED line per framing and durable store."""
+    lines = ["", f"## Target (issues 12, 13): durable ≥ {TARGET} × in-memory, every framing", ""]
     for framing in args.framings:
         for key in CLIENTS[1:]:
             ratio = ratios[(framing, key)]
             verdict = "MET" if ratio >= TARGET else "**MISSED**"
-            lines.append(
-                f"- {verdict} {framing}, {SHORT[key]}: {ratio:.3f} × in-memory (instructions)"
-            )
-    return "\n".join(lines) + "\n"
+            lines.append(f"- {verdict} {framing}, {SHORT[key]}: {ratio_format.format(ratio)}")
+    return lines
 
 
 def report(
@@ -273,15 +286,8 @@ def report(
     trickle_results: dict[tuple[str, str], list[float]],
     wall: float,
 ) -> str:
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     lines = [
-        "# The Listener with durable cursor stores, beside the in-memory one",
-        "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {wall:.0f} s; "
-        f"load average at the end {load}",
-        f"- command: `{args.command}`",
-        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs (shared), "
-        f"Python {platform.python_version()}; agentstream {peers.source_state()}",
+        *heading(args, "", wall, ""),
         f"- {args.events:,}-event floods of `task.updated`, {args.rounds} interleaved round(s), "
         "every measurement in its own process; one worker, one handler, default "
         "`save_interval`; events/s from before the client is built to the last handler call",
@@ -317,15 +323,8 @@ def report(
         "the keeper's writes included) in the same window, which other work on the "
         "machine disturbs less than the wall clock. Store writes: per run, the periodic "
         "ones during the flood plus the one on stop.",
-        "",
-        f"## Target (issues 12, 13): durable ≥ {TARGET} × in-memory, every framing",
-        "",
     ]
-    for framing in args.framings:
-        for key in CLIENTS[1:]:
-            ratio = ratios[(framing, key)]
-            verdict = "MET" if ratio >= TARGET else "**MISSED**"
-            lines.append(f"- {verdict} {framing}, {SHORT[key]}: {ratio:.2f} × in-memory")
+    lines += verdicts(args, ratios, "{:.2f} × in-memory")
     if trickle_results:
         lines += [
             "",

@@ -8,11 +8,8 @@ with a deadline.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,11 +17,10 @@ import pytest
 from agentstream.cursors import CursorStore, LeaseStore
 from agentstream.errors import LeaseLostError
 
-from .child_output import read_line
+from .child_output import ask, read_line, start_children, stop_children
 from .cursor_store_cases import CASES, StoreCase
 from .server_fixtures import wait_until
 
-CHILD = Path(__file__).with_name("store_child.py")
 SHORT_TTL = 0.2
 LONG_TTL = 30.0
 
@@ -283,40 +279,6 @@ def test_leases_exclude_each_other_under_contention(store: LeaseStore) -> None:
     assert len(grants) == threads_count * rounds
     assert grants == sorted(grants)
     assert len(set(grants)) == len(grants)
-
-
-def start_children(spec: dict[str, Any], count: int) -> list[subprocess.Popen[str]]:
-    children = [
-        subprocess.Popen(
-            [sys.executable, str(CHILD), json.dumps(spec)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(count)
-    ]
-    for child in children:
-        assert child.stdout is not None
-        assert read_line(child.stdout) == "ready"
-    return children
-
-
-def ask(child: subprocess.Popen[str], *command: Any) -> Any:
-    assert child.stdin is not None
-    assert child.stdout is not None
-    child.stdin.write(json.dumps(command) + "\n")
-    child.stdin.flush()
-    return json.loads(read_line(child.stdout))
-
-
-def stop_children(children: list[subprocess.Popen[str]]) -> None:
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.close()
-    for child in children:
-        assert child.wait(10) == 0
-        assert child.stdout is not None
-        child.stdout.close()
 
 
 def test_concurrent_acquire_from_processes_exactly_one_wins(process_case: StoreCase) -> None:

@@ -8,7 +8,6 @@ with real transactions), as tests/test_cursor_stores.py runs the cursor stores.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -33,11 +32,9 @@ from agentstream.webhooks import (
     SQLiteDedupStore,
 )
 
-from .child_output import read_line
+from .child_output import ask, read_line, start_children, stop_children
 from .redis_server import RedisServers
 from .webhook_fixtures import Recorder, body_of, envelope
-
-CHILD = Path(__file__).with_name("store_child.py")
 
 
 @dataclass
@@ -223,19 +220,8 @@ def close_thread_connection() -> None:
 
 def test_concurrent_claims_from_processes_grant_one(shared_case: DedupCase) -> None:
     assert shared_case.child_spec is not None
-    children = [
-        subprocess.Popen(
-            [sys.executable, str(CHILD), json.dumps(shared_case.child_spec)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
+    children = start_children(shared_case.child_spec, 3)
     try:
-        for child in children:
-            assert child.stdout is not None
-            assert read_line(child.stdout) == "ready"
         # Every request is sent before any answer is read: the claims race in the store.
         for child in children:
             assert child.stdin is not None
@@ -247,20 +233,10 @@ def test_concurrent_claims_from_processes_grant_one(shared_case: DedupCase) -> N
             answers.append(json.loads(read_line(child.stdout)))
         assert sorted(answers) == ["claimed", "in_progress", "in_progress"], answers
         winner = children[answers.index("claimed")]
-        assert winner.stdin is not None
-        assert winner.stdout is not None
-        winner.stdin.write(json.dumps(["complete", "evt_p", 30]) + "\n")
-        winner.stdin.flush()
-        assert json.loads(read_line(winner.stdout)) == "ok"
+        assert ask(winner, "complete", "evt_p", 30) == "ok"
         assert shared_case.new_store().claim("evt_p", 30) is Claim.HANDLED
     finally:
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.close()
-        for child in children:
-            assert child.wait(20) == 0
-            assert child.stdout is not None
-            child.stdout.close()
+        stop_children(children)
 
 
 def chunk(event_id: str) -> TaskEvent:

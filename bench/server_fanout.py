@@ -575,14 +575,21 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def _sides(
+    results: dict[str, dict[str, Any]], runs: dict[str, list[dict[str, Any]]]
+) -> tuple[dict[str, Any], dict[str, Any], list[str], list[str]]:
+    """Before's and after's medians, their labels, and each run's load average."""
+    old, new = (results[label] for label in results)
+    loads = [f"{run['load']:.2f}-{run['load_after']:.2f}" for each in runs.values() for run in each]
+    return old, new, list(results), loads
+
+
 def report_instructions(
     args: argparse.Namespace,
     results: dict[str, dict[str, Any]],
     runs: dict[str, list[dict[str, Any]]],
 ) -> None:
-    old, new = (results[label] for label in results)
-    labels = list(results)
-    loads = [f"{run['load']:.2f}-{run['load_after']:.2f}" for each in runs.values() for run in each]
+    old, new, labels, loads = _sides(results, runs)
     print(
         f"\nthe server under callgrind: {args.events} events published one at a time, "
         f"medians of {args.rounds} round(s); load average: {', '.join(loads)}\n"
@@ -607,9 +614,7 @@ def report(
     results: dict[str, dict[str, Any]],
     runs: dict[str, list[dict[str, Any]]],
 ) -> None:
-    old, new = (results[label] for label in results)
-    labels = list(results)
-    loads = [f"{run['load']:.2f}-{run['load_after']:.2f}" for each in runs.values() for run in each]
+    old, new, labels, loads = _sides(results, runs)
     print(
         f"\n{args.tailers} tailers, {args.publishers} publisher threads, {args.seconds:g} s runs, "
         f"paced at {args.rate:g}/s, {args.idle} idle streams; {os.cpu_count()} cores; "
